@@ -1,0 +1,36 @@
+"""kdod: knowledge distillation of object detectors, proven on licence plates.
+
+Importing kdod is cheap; TensorFlow and the components load on first use.
+"""
+
+from kdod.registry import (
+    REGISTRIES,
+    Registry,
+    UnknownComponentError,
+    BACKBONES,
+    load_plugins,
+    LOSSES,
+    NECKS,
+    OCR_BACKENDS,
+    register_backbone,
+    register_loss,
+    register_neck,
+    register_ocr,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "REGISTRIES",
+    "Registry",
+    "UnknownComponentError",
+    "BACKBONES",
+    "load_plugins",
+    "LOSSES",
+    "NECKS",
+    "OCR_BACKENDS",
+    "register_backbone",
+    "register_loss",
+    "register_neck",
+    "register_ocr",
+]

@@ -1,0 +1,125 @@
+"""gin + absl plumbing shared by every kdod entry point (t5x gin_utils style).
+
+Flags: ``--gin_file`` (repeatable), ``--gin_param`` (repeatable), ``--model_dir``.
+A gin file is found as given, then by name in the search path: the current
+directory, ``./gin``, the repository's ``gin/`` and the installed
+``<prefix>/share/kdod/gin``. Errors in gin files end the program with a short
+message (and a did-you-mean hint), not a traceback of gin internals.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import logging
+import re
+import sys
+import tokenize
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import gin
+from absl import app, flags
+
+from kdod import registry
+from kdod.errors import KdodError
+
+flags.DEFINE_multi_string("gin_file", [], "gin file to load (repeatable); a path or a name in gin/.")
+flags.DEFINE_multi_string(
+    "gin_param", [], "gin binding applied after the files (repeatable), e.g. 'train.steps = 100'.")
+flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs and the operative config.")
+
+OPERATIVE_CONFIG = "operative_config.gin"
+
+
+class ConfigError(KdodError):
+    """A configuration the user wrote cannot be used; the message says why."""
+
+
+def gin_search_paths() -> list[Path]:
+    """Folders where gin files are looked up by name, in order."""
+    cwd = Path.cwd()
+    return [cwd, cwd / "gin", Path(__file__).resolve().parents[1] / "gin",
+            Path(sys.prefix) / "share" / "kdod" / "gin"]
+
+
+def available_gin_files() -> list[str]:
+    """Names of the gin files in the search path (relative to their folder)."""
+    names = set()
+    for folder in gin_search_paths()[1:]:
+        if folder.is_dir():
+            names.update(str(p.relative_to(folder)) for p in folder.rglob("*.gin"))
+    return sorted(names)
+
+
+def resolve_gin_file(name: str) -> Path:
+    """Returns the path of a gin file given by path or by name."""
+    candidates = [Path(name)] + [folder / name for folder in gin_search_paths()]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate.resolve()
+    known = available_gin_files()
+    close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
+    hint = f" Did you mean {' or '.join(close)}?" if close else ""
+    raise ConfigError(f"gin file {name!r} not found in {', '.join(map(str, gin_search_paths()))}."
+                      f"{hint} Available: {', '.join(known) or '(none)'}.")
+
+
+def parse_gin(gin_files: Sequence[str] = (), gin_params: Sequence[str] = ()) -> None:
+    """Loads every registered component, then the gin files and bindings."""
+    registry.load_all()
+    paths = [str(resolve_gin_file(f)) for f in gin_files]
+    for folder in gin_search_paths():
+        gin.add_config_file_search_path(str(folder))  # For `include` lines inside files.
+    try:
+        gin.parse_config_files_and_bindings(paths, gin_params, finalize_config=False)
+    except tokenize.TokenError as error:  # An unclosed bracket or quote runs to the end.
+        raise ConfigError(f"gin: a bracket or quote is never closed ({error.args[0]}).") from None
+    except (ValueError, SyntaxError, NameError, AttributeError, TypeError, OSError) as error:
+        raise ConfigError(f"gin: {error}{_did_you_mean(str(error))}") from None
+
+
+def _did_you_mean(message: str) -> str:
+    """A hint for gin's unknown-configurable and unknown-parameter errors."""
+    if match := re.search(r"No configurable matching '([^']+)'", message):
+        known = sorted({name for selector, _ in gin.config._REGISTRY.items()
+                        for name in (selector, selector.rsplit(".", 1)[-1])})
+        close = difflib.get_close_matches(match.group(1), known, n=3, cutoff=0.6)
+    elif match := re.search(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'",
+                            message):
+        configurable = gin.config._REGISTRY.get_match(match.group(1))
+        params = list(inspect.signature(configurable.wrapped).parameters) if configurable else []
+        close = difflib.get_close_matches(match.group(2), params, n=3, cutoff=0.5)
+        if not close and params:
+            return f"\nIts parameters: {', '.join(params)}."
+    else:
+        return ""
+    return f"\nDid you mean {' or '.join(map(repr, close))}?" if close else ""
+
+
+def write_operative_config(model_dir: str | Path) -> Path:
+    """Writes and logs the gin config actually used, so the run can be reproduced."""
+    path = Path(model_dir) / OPERATIVE_CONFIG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = gin.operative_config_str()
+    path.write_text(text)
+    logging.info("Operative gin config (written to %s):\n%s", path, text)
+    return path
+
+
+def parse_flags_gin() -> None:
+    """Parses the gin files and bindings given on the command line."""
+    parse_gin(flags.FLAGS.gin_file, flags.FLAGS.gin_param)
+
+
+def run(main: Callable[[list[str]], None]) -> None:
+    """`absl.app.run` with user errors reported as one readable message (exit status 2)."""
+
+    def guarded_main(argv: list[str]) -> None:
+        try:
+            main(argv)
+        except KdodError as error:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(2)
+
+    app.run(guarded_main)

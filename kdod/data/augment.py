@@ -1,0 +1,148 @@
+"""Box-aware geometry and colour augmentation, all in the TensorFlow graph.
+
+Geometry is one `tf.image.crop_and_resize` per image: a square window (in the
+source image's pixels) is cut, zoomed and padded to the model size at once, so
+the aspect ratio of plates is never distorted. For evaluation the window is the
+letterbox square ``[0, max(H, W)]`` anchored top-left; for training its side is
+``max(H, W) * scale`` with a random scale and position.
+
+Box rule after a crop: a box is kept when at least ``min_visible`` of its area
+lies inside the window and its clipped sides are at least ``min_size`` output
+pixels; kept boxes are clipped to the window, the others dropped.
+
+Randomness is stateless, driven by a per-example seed, so a pipeline with a
+fixed seed yields the same augmentations however many threads run it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gin
+import tensorflow as tf
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class Augmentation:
+    """Training augmentation; gin: ``Augmentation.max_scale = 1.6`` etc."""
+
+    min_scale: float = 0.6  # Window side / max(H, W): < 1 zooms in (crops), > 1 zooms out (pads).
+    max_scale: float = 1.4
+    flip_prob: float = 0.5
+    brightness: float = 0.15  # Max delta, images in [0, 1].
+    contrast: float = 0.3  # Factor drawn from [1 - contrast, 1 + contrast].
+    saturation: float = 0.3
+    hue: float = 0.03
+    min_visible: float = 0.4
+    min_size: float = 2.0  # Output pixels.
+
+    def __post_init__(self):
+        if not 0 < self.min_scale <= self.max_scale:
+            raise ValueError(f"Augmentation needs 0 < min_scale <= max_scale, got "
+                             f"{self.min_scale}, {self.max_scale}.")
+        if not 0 <= self.flip_prob <= 1 or not 0 <= self.min_visible <= 1:
+            raise ValueError("Augmentation.flip_prob and min_visible must lie in [0, 1].")
+
+
+def letterbox_window(image_hw: tf.Tensor) -> tf.Tensor:
+    """The square window [y0, x0, y1, x1] (pixels) holding the whole image at its top-left."""
+    side = tf.cast(tf.reduce_max(image_hw), tf.float32)
+    return tf.stack([0.0, 0.0, side, side])
+
+
+def random_window(image_hw: tf.Tensor, seed: tf.Tensor, min_scale: float,
+                  max_scale: float) -> tf.Tensor:
+    """A random square window; it lies inside the image on an axis where it fits, else covers it."""
+    scale_seed, offset_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    hw = tf.cast(image_hw, tf.float32)
+    side = tf.reduce_max(hw) * tf.random.stateless_uniform([], scale_seed, min_scale, max_scale)
+    slack = hw - side  # >= 0: room to slide inside the image; < 0: the image fits inside.
+    offset = tf.minimum(slack, 0.0) + tf.random.stateless_uniform([2], offset_seed) * tf.abs(slack)
+    return tf.concat([offset, offset + side], axis=0)
+
+
+def crop_resize(image: tf.Tensor, window: tf.Tensor, size: int,
+                pad_value: float = 0.0) -> tf.Tensor:
+    """Cuts `window` (pixel edges) out of `image` and resamples it to size x size, float32.
+
+    Output pixel i samples the source at pixel-centre coordinate
+    ``a - 0.5 + (i + 0.5) * (b - a) / size``; crop_and_resize's coordinates are
+    converted so that boxes transformed by `transform_boxes` stay exact.
+    """
+    hw = tf.cast(tf.shape(image)[:2], tf.float32)
+    start, end = window[:2], window[2:]
+    extent = end - start
+    denominator = tf.maximum(hw - 1.0, 1.0)
+    box_start = (start - 0.5 + 0.5 * extent / size) / denominator
+    box_end = box_start + extent * (size - 1) / (size * denominator)
+    return tf.image.crop_and_resize(
+        tf.cast(image, tf.float32)[None], tf.concat([box_start, box_end], 0)[None], [0],
+        [size, size], extrapolation_value=pad_value)[0]
+
+
+def transform_boxes(boxes: tf.Tensor, image_hw: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
+    """Maps normalized boxes of the source image into normalized coordinates of the window."""
+    hw = tf.tile(tf.cast(image_hw, tf.float32), [2])
+    start = tf.tile(window[:2], [2])
+    extent = tf.tile(window[2:] - window[:2], [2])
+    return (boxes * hw - start) / extent
+
+
+def keep_visible(boxes: tf.Tensor, labels: tf.Tensor, size: int, min_visible: float,
+                 min_size: float) -> tuple[tf.Tensor, tf.Tensor]:
+    """Clips boxes to [0, 1] and drops those mostly outside or too small (the module's rule)."""
+    clipped = tf.clip_by_value(boxes, 0.0, 1.0)
+    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
+    sides = (clipped[:, 2:] - clipped[:, :2]) * size
+    visible = sides[:, 0] * sides[:, 1] / (size * size)
+    keep = (visible >= min_visible * area) & tf.reduce_all(sides >= min_size, axis=1)
+    return tf.boolean_mask(clipped, keep), tf.boolean_mask(labels, keep)
+
+
+def flip_left_right(image: tf.Tensor, boxes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=1)
+    return tf.image.flip_left_right(image), tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=1)
+
+
+def jitter_colour(image: tf.Tensor, seed: tf.Tensor, config: Augmentation) -> tf.Tensor:
+    """Brightness, contrast, saturation and hue jitter on a [0, 255] float image."""
+    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, 4))
+    image = image / 255.0
+    if config.brightness:
+        image = tf.image.stateless_random_brightness(image, config.brightness, seeds[0])
+    if config.contrast:
+        image = tf.image.stateless_random_contrast(
+            image, 1 - config.contrast, 1 + config.contrast, seeds[1])
+    if config.saturation:
+        image = tf.image.stateless_random_saturation(
+            image, 1 - config.saturation, 1 + config.saturation, seeds[2])
+    if config.hue:
+        image = tf.image.stateless_random_hue(image, config.hue, seeds[3])
+    return tf.clip_by_value(image, 0.0, 1.0) * 255.0
+
+
+def augment(example: dict, seed: tf.Tensor, size: int, config: Augmentation) -> dict:
+    """Random zoom/crop/pad, flip and colour jitter; boxes follow the pixels."""
+    window_seed, flip_seed, colour_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 3))
+    image_hw = tf.shape(example["image"])[:2]
+    window = random_window(image_hw, window_seed, config.min_scale, config.max_scale)
+    image = crop_resize(example["image"], window, size)
+    boxes = transform_boxes(example["boxes"], image_hw, window)
+    boxes, labels = keep_visible(boxes, example["labels"], size, config.min_visible,
+                                 config.min_size)
+    if config.flip_prob:
+        flip = tf.random.stateless_uniform([], flip_seed) < config.flip_prob
+        image, boxes = tf.cond(flip, lambda: flip_left_right(image, boxes),
+                               lambda: (image, boxes))
+    image = jitter_colour(image, colour_seed, config)
+    return {**example, "image": image, "boxes": boxes, "labels": labels, "window": window}
+
+
+def letterbox(example: dict, size: int) -> dict:
+    """Evaluation geometry: the whole image, aspect kept, padded at the bottom/right."""
+    image_hw = tf.shape(example["image"])[:2]
+    window = letterbox_window(image_hw)
+    return {**example, "image": crop_resize(example["image"], window, size),
+            "boxes": transform_boxes(example["boxes"], image_hw, window), "window": window}

@@ -1,0 +1,121 @@
+"""Input pipeline: TFDS -> RGB examples -> augment / letterbox -> padded batches.
+
+Every source is a TFDS data set with the plate features of DESIGN.md. Several
+sources can be mixed with weights (the original project trained on two Kaggle
+sets combined)::
+
+    # gin
+    train/input_pipeline.sources = [("car_plates", "train", 1.0),
+                                    ("number_plates", "train", 0.5)]
+
+A batch is a dict:
+    image          uint8 [B, S, S, 3]
+    boxes          float32 [B, M, 4]  normalized ymin, xmin, ymax, xmax in the S x S image
+    labels         int32 [B, M]       class ids, -1 for padding
+    num_boxes      int32 [B]
+    filename       string [B]
+    original_size  int32 [B, 2]       source image height, width
+    window         float32 [B, 4]     source pixels shown in the S x S image: y0, x0, y1, x1
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import gin
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from kdod.data import augment as augment_lib
+
+AUTOTUNE = tf.data.AUTOTUNE
+Source = tuple[str, str, float]  # (TFDS name, split, weight)
+
+
+def load_examples(name: str, split: str, data_dir: str | None = None,
+                  shuffle_files: bool = False) -> tf.data.Dataset:
+    """A TFDS plate data set as dicts: image, boxes, labels, filename."""
+    import tfds_builders  # noqa: F401  Registers kdod's builders with TFDS.
+
+    dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=shuffle_files,
+                        read_config=tfds.ReadConfig(add_tfds_id=False))
+    return dataset.map(_standardize, num_parallel_calls=AUTOTUNE)
+
+
+def _standardize(example: dict) -> dict:
+    image = example["image"]
+    return {
+        "image": image[..., :3],  # Drop alpha where a decoder kept it.
+        "boxes": tf.reshape(tf.cast(example["objects"]["bbox"], tf.float32), [-1, 4]),
+        "labels": tf.cast(example["objects"]["label"], tf.int32),
+        "filename": example["image/filename"],
+        "original_size": tf.shape(image)[:2],
+    }
+
+
+def mix(datasets: Sequence[tf.data.Dataset], weights: Sequence[float],
+        seed: int | None = None) -> tf.data.Dataset:
+    """Samples from repeated `datasets` with probabilities proportional to `weights`."""
+    if len(datasets) == 1:
+        return datasets[0]
+    if any(w <= 0 for w in weights):
+        raise ValueError(f"Source weights must be positive, got {list(weights)}.")
+    total = float(sum(weights))
+    return tf.data.Dataset.sample_from_datasets(
+        [d.repeat() for d in datasets], [w / total for w in weights], seed=seed)
+
+
+def pad_boxes(example: dict, max_boxes: int) -> dict:
+    """Pads boxes to `max_boxes` (labels -1); more boxes than that is an error, not a cut."""
+    num = tf.shape(example["boxes"])[0]
+    check = tf.debugging.assert_less_equal(
+        num, max_boxes, message=f"An image has more boxes than input_pipeline.max_boxes="
+        f"{max_boxes}; raise it in gin.")
+    with tf.control_dependencies([check]):
+        padding = max_boxes - num
+    return {
+        **example,
+        "image": tf.cast(tf.round(example["image"]), tf.uint8),
+        "boxes": tf.pad(example["boxes"], [[0, padding], [0, 0]]),
+        "labels": tf.pad(example["labels"], [[0, padding]], constant_values=-1),
+        "num_boxes": num,
+    }
+
+
+@gin.configurable
+def input_pipeline(
+    sources: Sequence[Source] = (("synthetic_plates/quick", "train", 1.0),),
+    image_size: int = 320,
+    batch_size: int = 8,
+    training: bool = True,
+    augmentation: augment_lib.Augmentation | None = None,
+    max_boxes: int = 32,
+    shuffle_buffer: int = 1024,
+    seed: int | None = None,
+    data_dir: str | None = None,
+) -> tf.data.Dataset:
+    """Batches for training (shuffled, augmented, repeated) or evaluation (letterboxed, once).
+
+    Evaluation with several sources concatenates them in order; training mixes
+    them by weight.
+    """
+    datasets = [load_examples(name, split, data_dir, shuffle_files=training)
+                for name, split, _ in sources]
+    if training:
+        config = augmentation or augment_lib.Augmentation()
+        dataset = mix(datasets, [w for _, _, w in sources], seed).repeat()
+        seeds = tf.data.Dataset.random(seed=seed).batch(2)
+        dataset = tf.data.Dataset.zip(dataset, seeds).map(
+            lambda example, s: augment_lib.augment(example, s, image_size, config),
+            num_parallel_calls=AUTOTUNE)
+    else:
+        dataset = datasets[0]
+        for more in datasets[1:]:
+            dataset = dataset.concatenate(more)
+        dataset = dataset.map(lambda example: augment_lib.letterbox(example, image_size),
+                              num_parallel_calls=AUTOTUNE)
+    dataset = dataset.map(lambda example: pad_boxes(example, max_boxes),
+                          num_parallel_calls=AUTOTUNE)
+    if training:  # Shuffle the small model-size images, not the decoded originals.
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+    return dataset.batch(batch_size, drop_remainder=training).prefetch(AUTOTUNE)

@@ -1,0 +1,109 @@
+"""The single-stage, anchor-based detector (SSD-FPN / RetinaNet family) in Keras 3.
+
+    backbone {stride: C} -> neck {level: P} -> shared class and box heads
+    -> {"cls_logits": [B, A, C], "box_regression": [B, A, 4],
+        "features": {level: P}, "backbone_features": {stride: C}}
+
+Teacher and student are both Detectors; distillation losses pick what they need
+from that dict. Images go in as [B, S, S, 3] RGB in [0, 255] (uint8 or float).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import gin
+import keras
+import tensorflow as tf
+
+from kdod import registry
+from kdod.detection import anchors as anchors_lib
+from kdod.detection import heads, losses, matcher, postprocess
+
+
+def build_network(config: "DetectorConfig") -> keras.Model:
+    """The functional network: images -> the output dict of the module docstring."""
+    image_size, num_classes, anchor_config = (config.image_size, config.num_classes,
+                                              config.anchor_config)
+    images = keras.Input((image_size, image_size, 3), name="images")
+    backbone_features = registry.BACKBONES.get(config.backbone)(input_shape=(image_size, image_size, 3))(
+        images)
+    pyramid = registry.NECKS.get(config.neck)(backbone_features, min_level=anchor_config.min_level,
+                                       max_level=anchor_config.max_level)
+    filters = pyramid[anchor_config.min_level].shape[-1]
+    num_anchors = anchor_config.num_anchors_per_location
+    class_head = heads.class_head(config.head_convs, filters, num_anchors, num_classes,
+                                  config.separable_head)
+    box_head = heads.box_head(config.head_convs, filters, num_anchors, config.separable_head)
+    levels = sorted(pyramid)
+    cls_logits = keras.layers.Concatenate(axis=1, name="cls_logits")(
+        [keras.layers.Reshape((-1, num_classes))(class_head(pyramid[lv])) for lv in levels])
+    box_regression = keras.layers.Concatenate(axis=1, name="box_regression")(
+        [keras.layers.Reshape((-1, 4))(box_head(pyramid[lv])) for lv in levels])
+    outputs = {"cls_logits": cls_logits, "box_regression": box_regression,
+               "features": pyramid, "backbone_features": backbone_features}
+    return keras.Model(images, outputs, name=f"{config.backbone}_{config.neck}")
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class DetectorConfig:
+    """Architecture of a Detector (gin: ``DetectorConfig.backbone = "mobilenet_v2"``).
+
+    Attributes:
+        backbone: registered backbone name (kdod.BACKBONES.list()); configure it
+            in gin under that name, e.g. ``mobilenet_v2.alpha = 0.5``.
+        neck: registered neck name ("fpn", "fpn_lite"), configured the same way.
+        image_size: side of the square input.
+        num_classes: object classes (1: plate).
+        anchor_config: anchors; default AnchorConfig() (gin-configurable).
+        head_convs: conv layers in each head tower.
+        separable_head: depthwise-separable head convs (SSD FPNLite style).
+    """
+
+    backbone: str = "tiny_cnn"
+    neck: str = "fpn_lite"
+    image_size: int = 320
+    num_classes: int = 1
+    anchor_config: anchors_lib.AnchorConfig = dataclasses.field(
+        default_factory=anchors_lib.AnchorConfig)
+    head_convs: int = 4
+    separable_head: bool = False
+
+
+class Detector(keras.Model):
+    """A detector with its anchors, its training loss and its post-processing."""
+
+    def __init__(self, config: DetectorConfig | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.config = config or DetectorConfig()
+        self.image_size = self.config.image_size
+        self.num_classes = self.config.num_classes
+        self.network = build_network(self.config)
+        self.anchors = anchors_lib.generate_anchors(self.image_size, self.config.anchor_config)
+        predicted = self.network.output["cls_logits"].shape[1]
+        if predicted != self.anchors.shape[0]:
+            raise ValueError(f"The heads predict {predicted} anchors but the anchor config gives "
+                             f"{self.anchors.shape[0]}: the neck levels and "
+                             f"AnchorConfig.min_level/max_level disagree.")
+
+    def call(self, images, training: bool = False) -> dict:
+        return self.network(tf.cast(images, tf.float32), training=training)
+
+    def loss_terms(self, batch: Mapping[str, tf.Tensor], outputs: Mapping) -> dict[str, tf.Tensor]:
+        """The detection loss of `outputs` against the batch's boxes: cls_loss, box_loss, total."""
+        targets = matcher.encode_targets(self.anchors, batch["boxes"], batch["labels"],
+                                         self.num_classes)
+        return losses.detection_loss(outputs, targets, self.anchors)
+
+    def train_step(self, batch):
+        from kdod.train_lib import train_batch  # The step shared with multi-worker loops.
+
+        return train_batch(self, batch)
+
+    def detect(self, images) -> dict[str, tf.Tensor]:
+        """Boxes (normalized to the input), scores, classes, num_detections after NMS."""
+        outputs = self(images, training=False)
+        return postprocess.postprocess(outputs["cls_logits"], outputs["box_regression"],
+                                       self.anchors)

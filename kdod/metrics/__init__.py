@@ -1,0 +1,1 @@
+"""Evaluation metrics: COCO detection metrics (pycocotools) and plate-text metrics."""

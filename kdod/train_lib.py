@@ -1,0 +1,198 @@
+"""Training machinery: the per-batch step, optimizers and schedules, checkpoints, callbacks.
+
+`train_batch` is the one function that computes losses and applies gradients. Keras
+`fit` calls it from `train_step`; a custom `tf.distribute` loop can call it through
+`strategy.run` (Keras `fit` fails under MultiWorkerMirroredStrategy, see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+import gin
+import keras
+import numpy as np
+import tensorflow as tf
+
+from kdod.errors import KdodError
+
+CHECKPOINT_DIR = "checkpoints"
+_CHECKPOINT_RE = re.compile(r"ckpt-(\d+)\.weights\.h5$")
+
+
+def train_batch(model: keras.Model, batch: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """One optimisation step of `model.loss_terms` on `batch`; returns the loss terms."""
+    with tf.GradientTape() as tape:
+        outputs = model(batch["image"], training=True)
+        terms = model.loss_terms(batch, outputs)
+        total = terms["total"]
+        if model.losses:  # Regularisation losses of layers, if any were configured.
+            total += tf.add_n(model.losses)
+    variables = model.trainable_variables
+    gradients = tape.gradient(total, variables)
+    model.optimizer.apply_gradients(zip(gradients, variables))
+    return {**terms, "learning_rate": _current_learning_rate(model.optimizer)}
+
+
+def _current_learning_rate(optimizer: keras.optimizers.Optimizer) -> tf.Tensor:
+    rate = optimizer.learning_rate
+    return tf.convert_to_tensor(rate(optimizer.iterations) if callable(rate) else rate)
+
+
+@gin.configurable
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from `warmup_start` x peak to the peak, then cosine decay to `final`."""
+
+    def __init__(self, peak: float, total_steps: int, warmup_steps: int = 0,
+                 warmup_start: float = 0.1, final: float = 0.0):
+        self.peak, self.total_steps, self.warmup_steps = peak, total_steps, warmup_steps
+        self.warmup_start, self.final = warmup_start, final
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warmup = max(self.warmup_steps, 1)
+        warm = self.peak * (self.warmup_start + (1 - self.warmup_start) * step / warmup)
+        progress = tf.clip_by_value((step - self.warmup_steps)
+                                    / max(self.total_steps - self.warmup_steps, 1), 0.0, 1.0)
+        cosine = self.final + 0.5 * (self.peak - self.final) * (1 + tf.cos(math.pi * progress))
+        return tf.where(step < self.warmup_steps, warm, cosine)
+
+    def get_config(self):
+        return {"peak": self.peak, "total_steps": self.total_steps,
+                "warmup_steps": self.warmup_steps, "warmup_start": self.warmup_start,
+                "final": self.final}
+
+
+@gin.configurable
+def make_optimizer(total_steps: int, name: str = "sgd", learning_rate: float = 0.04,
+                   warmup_steps: int = 100, momentum: float = 0.9, weight_decay: float = 4e-5,
+                   clipnorm: float | None = 10.0) -> keras.optimizers.Optimizer:
+    """SGD (momentum), Adam or AdamW with a warm-up + cosine schedule."""
+    schedule = WarmupCosine(learning_rate, total_steps, min(warmup_steps, total_steps // 2))
+    common = {"learning_rate": schedule, "weight_decay": weight_decay or None,
+              "clipnorm": clipnorm}
+    if name == "sgd":
+        return keras.optimizers.SGD(momentum=momentum, **common)
+    if name == "adam":
+        return keras.optimizers.Adam(**common)
+    if name == "adamw":
+        return keras.optimizers.AdamW(**common)
+    raise ValueError(f"Unknown optimizer {name!r}; choose sgd, adam or adamw.")
+
+
+class CheckpointError(KdodError):
+    """A checkpoint in model_dir cannot be used; the message says which and what to do."""
+
+
+def checkpoint_paths(model_dir: str | Path) -> list[Path]:
+    """Complete checkpoints in model_dir, oldest first."""
+    folder = Path(model_dir) / CHECKPOINT_DIR
+    found = [(int(m.group(1)), p) for p in folder.glob("ckpt-*.weights.h5")
+             if (m := _CHECKPOINT_RE.search(p.name))]
+    return [p for _, p in sorted(found)]
+
+
+def save_checkpoint(model: keras.Model, model_dir: str | Path, step: int, keep: int = 3) -> Path:
+    """Writes ckpt-<step>.weights.h5 (weights and optimizer state) atomically; keeps the last `keep`."""
+    folder = Path(model_dir) / CHECKPOINT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"ckpt-{step}.weights.h5"
+    partial = folder / f"partial-{step}.weights.h5"  # A kill mid-write leaves only this behind.
+    model.save_weights(partial, overwrite=True)
+    os.replace(partial, path)
+    for old in checkpoint_paths(model_dir)[:-keep]:
+        old.unlink()
+    return path
+
+
+def restore_latest(model: keras.Model, model_dir: str | Path) -> int:
+    """Loads the newest checkpoint into a built model; returns its step (0 if none)."""
+    paths = checkpoint_paths(model_dir)
+    if not paths:
+        return 0
+    if model.optimizer is not None and not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
+    try:
+        model.load_weights(paths[-1])
+    except Exception as error:  # noqa: BLE001 - h5py and keras raise many kinds here.
+        raise CheckpointError(
+            f"Cannot restore checkpoint {paths[-1]}: {type(error).__name__}: {error}. It is "
+            f"corrupt or from a different model configuration. Delete it to fall back to an "
+            f"older one, or use a new --model_dir to start over.") from None
+    return int(_CHECKPOINT_RE.search(paths[-1].name).group(1))
+
+
+class NonFiniteLossError(KdodError):
+    """Training produced a NaN or infinite loss."""
+
+
+class CheckpointAndGuard(keras.callbacks.Callback):
+    """Saves a checkpoint every epoch (= checkpoint interval) and stops on a non-finite loss.
+
+    On a NaN the run stops before the next checkpoint, so the last checkpoint on
+    disk is the last good one.
+    """
+
+    def __init__(self, model_dir: str | Path, keep: int):
+        super().__init__()
+        self.model_dir, self.keep = model_dir, keep
+        self.bad_step: int | None = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("total", 0.0))
+        if not math.isfinite(loss):
+            self.bad_step = int(self.model.optimizer.iterations.numpy())
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.bad_step is None:
+            step = int(self.model.optimizer.iterations.numpy())
+            path = save_checkpoint(self.model, self.model_dir, step, self.keep)
+            logging.info("Saved %s", path)
+
+    def raise_if_failed(self) -> None:
+        if self.bad_step is not None:
+            last = checkpoint_paths(self.model_dir)
+            kept = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was saved"
+            raise NonFiniteLossError(f"The loss became NaN or infinite at step {self.bad_step}; "
+                                     f"{kept}. Lower the learning rate or check the data.")
+
+
+class ImageSummaries(keras.callbacks.Callback):
+    """Writes a few images with predicted (red) and true (green) boxes to TensorBoard."""
+
+    def __init__(self, log_dir: str | Path, batch: Mapping[str, tf.Tensor]):
+        super().__init__()
+        self.writer = tf.summary.create_file_writer(str(log_dir))
+        self.batch = batch
+
+    def on_epoch_end(self, epoch, logs=None):
+        from kdod import visualize
+
+        detections = self.model.detect(self.batch["image"])
+        pictures = []
+        for i in range(len(self.batch["image"])):
+            count = int(self.batch["num_boxes"][i])
+            picture = visualize.draw_boxes(self.batch["image"][i].numpy(),
+                                           self.batch["boxes"][i, :count].numpy())
+            shown = int(detections["num_detections"][i])
+            scores = detections["scores"][i, :shown].numpy()
+            picture = visualize.draw_boxes(picture, detections["boxes"][i, :shown].numpy(),
+                                           [f"{s:.2f}" for s in scores], visualize.PREDICTION)
+            pictures.append(picture)
+        with self.writer.as_default():
+            tf.summary.image("detections", np.stack(pictures),
+                             step=int(self.model.optimizer.iterations.numpy()),
+                             max_outputs=len(pictures))
+        self.writer.flush()
+
+
+def write_json(path: str | Path, data: Mapping) -> None:
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -1,0 +1,7 @@
+"""kdod's own optional components, registered through the `kdod.plugins` entry point.
+
+Each module here imports only what it needs, so a missing optional dependency
+disables that component alone. Third-party packages follow the same pattern:
+an entry point in the group `kdod.plugins` naming a module that registers
+components with `kdod.register_loss` / `register_backbone` / `register_ocr`.
+"""

@@ -1,0 +1,92 @@
+"""The input pipeline keeps boxes on the pixels they describe."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from kdod.data import augment, pipeline
+
+NO_COLOUR = dict(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
+
+
+def _known_image(height=180, width=300, rect=(40, 90, 70, 200)):
+    """A dark image with one bright rectangle, and that rectangle's normalized box."""
+    image = np.full((height, width, 3), 20, np.uint8)
+    y0, x0, y1, x1 = rect
+    image[y0:y1, x0:x1] = 230
+    box = np.array([[y0 / height, x0 / width, y1 / height, x1 / width]], np.float32)
+    return {"image": tf.constant(image), "boxes": tf.constant(box),
+            "labels": tf.constant([0], tf.int32)}
+
+
+def _bright_extent(image: np.ndarray) -> np.ndarray:
+    """Normalized extent (ymin, xmin, ymax, xmax) of pixels brighter than mid-grey."""
+    ys, xs = np.nonzero(image.mean(axis=-1) > 125)
+    size = image.shape[0]
+    return np.array([ys.min(), xs.min(), ys.max() + 1, xs.max() + 1]) / size
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_augmented_boxes_follow_pixels(seed):
+    config = augment.Augmentation(min_scale=0.5, max_scale=1.5, min_visible=1.0, **NO_COLOUR)
+    out = augment.augment(_known_image(), tf.constant([seed, 7]), 96, config)
+    boxes = out["boxes"].numpy()
+    if len(boxes) == 0:  # The window cut the rectangle: check it really left the image.
+        assert not (out["image"].numpy().mean(axis=-1) > 200).all(axis=None)
+        return
+    np.testing.assert_allclose(boxes[0], _bright_extent(out["image"].numpy()), atol=1.5 / 96)
+
+
+def test_letterbox_keeps_aspect_and_boxes():
+    out = augment.letterbox(_known_image(), 150)  # 300 px wide -> scale 0.5, pad below.
+    image = out["image"].numpy()
+    np.testing.assert_allclose(out["boxes"].numpy()[0], _bright_extent(image), atol=1 / 150)
+    np.testing.assert_allclose(out["boxes"].numpy()[0], [20 / 150, 45 / 150, 35 / 150, 100 / 150])
+    assert image[91:].max() == 0  # 180 px high -> 90 rows of image, then padding.
+
+
+def test_flip_mirrors_boxes():
+    example = _known_image()
+    config = augment.Augmentation(min_scale=1.0, max_scale=1.0, flip_prob=1.0, **NO_COLOUR)
+    out = augment.augment(example, tf.constant([1, 2]), 100, config)
+    np.testing.assert_allclose(out["boxes"].numpy()[0], _bright_extent(out["image"].numpy()),
+                               atol=1.5 / 100)
+    assert out["boxes"].numpy()[0][1] > 1 - 200 / 300 - 0.02  # Mirrored: xmin = 1 - old xmax.
+
+
+def test_boxes_mostly_outside_are_dropped_and_others_clipped():
+    boxes = tf.constant([[0.1, 0.1, 0.3, 0.3],     # inside: kept
+                         [0.5, 0.9, 0.6, 1.2],     # a third visible: dropped at 0.4
+                         [-0.1, 0.2, 0.2, 0.4],    # two thirds visible: clipped
+                         [0.5, 0.5, 0.5, 0.7]],    # degenerate: dropped
+                        tf.float32)
+    kept, labels = augment.keep_visible(boxes, tf.constant([0, 1, 2, 3]), 100, 0.4, 2.0)
+    np.testing.assert_allclose(kept.numpy(), [[0.1, 0.1, 0.3, 0.3], [0.0, 0.2, 0.2, 0.4]])
+    assert labels.numpy().tolist() == [0, 2]
+
+
+def test_augmentation_is_deterministic_per_seed():
+    config = augment.Augmentation()
+    first = augment.augment(_known_image(), tf.constant([3, 4]), 64, config)
+    again = augment.augment(_known_image(), tf.constant([3, 4]), 64, config)
+    other = augment.augment(_known_image(), tf.constant([5, 4]), 64, config)
+    np.testing.assert_array_equal(first["image"].numpy(), again["image"].numpy())
+    assert not np.array_equal(first["image"].numpy(), other["image"].numpy())
+
+
+def test_bad_augmentation_config_is_a_clear_error():
+    with pytest.raises(ValueError, match="min_scale"):
+        augment.Augmentation(min_scale=2.0, max_scale=1.0)
+
+
+def test_too_many_boxes_is_an_error_naming_the_setting():
+    example = {"image": tf.zeros([4, 4, 3]), "boxes": tf.zeros([3, 4]), "labels": tf.zeros([3], tf.int32)}
+    with pytest.raises(tf.errors.InvalidArgumentError, match="max_boxes=2"):
+        pipeline.pad_boxes(example, 2)
+
+
+def test_mix_follows_weights():
+    a = tf.data.Dataset.from_tensors(0)
+    b = tf.data.Dataset.from_tensors(1)
+    draws = list(pipeline.mix([a, b], [3.0, 1.0], seed=0).take(2000).as_numpy_iterator())
+    assert 0.70 < 1 - np.mean(draws) < 0.80

@@ -1,0 +1,1 @@
+"""synthetic_plates: rendered road scenes with licence plates and their text."""
