@@ -10,6 +10,7 @@ message (and a did-you-mean hint), not a traceback of gin internals.
 from __future__ import annotations
 
 import difflib
+import importlib
 import inspect
 import logging
 import re
@@ -29,7 +30,13 @@ flags.DEFINE_multi_string(
     "gin_param", [], "gin binding applied after the files (repeatable), e.g. 'train.steps = 100'.")
 flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs and the operative config.")
 
-OPERATIVE_CONFIG = "operative_config.gin"
+OPERATIVE_CONFIG = "operative_config.gin"  # What the run used, with defaults.
+FULL_CONFIG = "config.gin"  # Everything the run was given, for evaluate/export to rebuild it.
+
+
+# Modules whose gin configurables any config may bind (they import the rest). Entry-point
+# modules hold none: run as __main__ they would register their configurables twice.
+CONFIGURABLE_MODULES = ("kdod.train_lib", "kdod.eval_lib")
 
 
 class ConfigError(KdodError):
@@ -66,7 +73,9 @@ def resolve_gin_file(name: str) -> Path:
 
 
 def parse_gin(gin_files: Sequence[str] = (), gin_params: Sequence[str] = ()) -> None:
-    """Loads every registered component, then the gin files and bindings."""
+    """Loads every configurable and registered component, then the gin files and bindings."""
+    for module in CONFIGURABLE_MODULES:
+        importlib.import_module(module)
     registry.load_all()
     paths = [str(resolve_gin_file(f)) for f in gin_files]
     for folder in gin_search_paths():
@@ -98,9 +107,15 @@ def _did_you_mean(message: str) -> str:
 
 
 def write_operative_config(model_dir: str | Path) -> Path:
-    """Writes and logs the gin config actually used, so the run can be reproduced."""
-    path = Path(model_dir) / OPERATIVE_CONFIG
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Writes and logs the gin config actually used, so the run can be reproduced.
+
+    Also writes every binding given (config.gin): the operative config lacks
+    bindings for code the run did not call, such as the evaluation pipeline.
+    """
+    folder = Path(model_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / FULL_CONFIG).write_text(gin.config_str())
+    path = folder / OPERATIVE_CONFIG
     text = gin.operative_config_str()
     path.write_text(text)
     logging.info("Operative gin config (written to %s):\n%s", path, text)

@@ -19,7 +19,11 @@ import gin
 import keras
 import numpy as np
 import tensorflow as tf
+from absl import flags
 
+from kdod import config
+from kdod.data.pipeline import input_pipeline
+from kdod.detection.detector import Detector
 from kdod.errors import KdodError
 
 CHECKPOINT_DIR = "checkpoints"
@@ -116,8 +120,9 @@ def restore_latest(model: keras.Model, model_dir: str | Path) -> int:
     paths = checkpoint_paths(model_dir)
     if not paths:
         return 0
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
+    optimizer = getattr(model, "optimizer", None)  # None when restoring for inference.
+    if optimizer is not None and not optimizer.built:
+        optimizer.build(model.trainable_variables)
     try:
         model.load_weights(paths[-1])
     except Exception as error:  # noqa: BLE001 - h5py and keras raise many kinds here.
@@ -191,6 +196,38 @@ class ImageSummaries(keras.callbacks.Callback):
                              step=int(self.model.optimizer.iterations.numpy()),
                              max_outputs=len(pictures))
         self.writer.flush()
+
+
+@gin.configurable(denylist=["model_dir"])
+def train(model_dir: str, steps: int = 1000, checkpoint_every: int = 200, keep_checkpoints: int = 3,
+          log_every: int = 20, summary_images: int = 4, seed: int = 0,
+          model_fn=Detector) -> keras.Model:
+    """Trains `model_fn()` for `steps` steps, resuming from model_dir's last checkpoint."""
+    keras.utils.set_random_seed(seed)
+    model = model_fn()
+    with gin.config_scope("train"):
+        dataset = input_pipeline(training=True, image_size=model.image_size, seed=seed)
+    model.compile(optimizer=make_optimizer(total_steps=steps), jit_compile=False)
+    first_batch = next(iter(dataset))
+    model(first_batch["image"][:1])  # Build the weights before restoring into them.
+    start = restore_latest(model, model_dir)
+    config.write_operative_config(model_dir)
+    if start >= steps:
+        logging.info("%s is already trained to step %d.", model_dir, start)
+        return model
+    if start:
+        logging.info("Resuming from step %d.", start)
+    guard = CheckpointAndGuard(model_dir, keep_checkpoints)
+    logs = Path(model_dir) / "logs"
+    callbacks = [guard, keras.callbacks.TensorBoard(str(logs), update_freq=log_every)]
+    if summary_images:
+        callbacks.append(ImageSummaries(
+            logs / "images", {k: v[:summary_images] for k, v in first_batch.items()}))
+    model.fit(dataset, epochs=math.ceil(steps / checkpoint_every),
+              steps_per_epoch=checkpoint_every, initial_epoch=start // checkpoint_every,
+              callbacks=callbacks, verbose=1 if flags.FLAGS.is_parsed() else 0)
+    guard.raise_if_failed()
+    return model
 
 
 def write_json(path: str | Path, data: Mapping) -> None:

@@ -62,9 +62,9 @@ def test_anchor_order_matches_head_output_reshape():
     np.testing.assert_allclose(boxes[:, 3] - boxes[:, 1], base * np.sqrt(ratio), rtol=1e-4)
 
 
-@pytest.mark.parametrize("kwargs", [dict(min_level=5, max_level=4), dict(anchor_scale=0.0),
-                                    dict(scales_per_octave=0), dict(aspect_ratios=()),
-                                    dict(aspect_ratios=(1.0, -2.0))])
+@pytest.mark.parametrize("kwargs", [{"min_level": 5, "max_level": 4}, {"anchor_scale": 0.0},
+                                    {"scales_per_octave": 0}, {"aspect_ratios": ()},
+                                    {"aspect_ratios": (1.0, -2.0)}])
 def test_invalid_anchor_config_is_refused(kwargs):
     with pytest.raises(ValueError, match="AnchorConfig"):
         anchors_lib.AnchorConfig(**kwargs)
@@ -150,6 +150,9 @@ def test_match_in_graph_with_unknown_and_empty_box_count():
                                   [0, -2, -1, 1, -1, -1])
     empty = graph_match(ANCHORS, tf.zeros([2, 0, 4]), tf.zeros([2, 0], tf.bool))
     np.testing.assert_array_equal(empty, -np.ones([2, 6]))
+    no_boxes = matcher.encode_targets(ANCHORS, tf.zeros([2, 0, 4]), tf.zeros([2, 0], tf.int32), 2)
+    assert no_boxes["cls_targets"].shape == (2, 6, 2)
+    np.testing.assert_array_equal(no_boxes["num_positives"], [0.0, 0.0])
 
 
 def test_encode_targets_one_hot_and_weights():

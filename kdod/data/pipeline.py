@@ -93,14 +93,15 @@ def input_pipeline(
     shuffle_buffer: int = 1024,
     seed: int | None = None,
     data_dir: str | None = None,
+    split: str | None = None,
 ) -> tf.data.Dataset:
     """Batches for training (shuffled, augmented, repeated) or evaluation (letterboxed, once).
 
     Evaluation with several sources concatenates them in order; training mixes
-    them by weight.
+    them by weight. `split`, when given, replaces the split of every source.
     """
-    datasets = [load_examples(name, split, data_dir, shuffle_files=training)
-                for name, split, _ in sources]
+    datasets = [load_examples(name, split or source_split, data_dir, shuffle_files=training)
+                for name, source_split, _ in sources]
     if training:
         config = augmentation or augment_lib.Augmentation()
         dataset = mix(datasets, [w for _, _, w in sources], seed).repeat()

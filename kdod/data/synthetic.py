@@ -128,8 +128,8 @@ class PlateSpec:
     height: int
     quad: np.ndarray  # float64 [4, 2] (x, y)
     on_car: bool
-    header: str
-    footer: str
+    header: str  # US: state name above the registration; EU: country code in the band
+    footer: str  # US: slogan below the registration (may be empty)
 
     @property
     def registration(self) -> str:
@@ -143,6 +143,8 @@ class PlateSpec:
 
 @dataclasses.dataclass
 class Scene:
+    """A rendered scene: pixels, one box and one registration per plate."""
+
     image: np.ndarray  # uint8 [H, W, 3] RGB
     boxes: np.ndarray  # float32 [N, 4] normalized (ymin, xmin, ymax, xmax)
     texts: list[str]  # registrations: upper-case letters and digits only
@@ -270,6 +272,7 @@ def _draw_eu_band(draw: ImageDraw.ImageDraw, w: int, h: int, border: int,
 
 
 def _draw_us_words(draw: ImageDraw.ImageDraw, spec: PlateSpec, w: int, h: int) -> None:
+    # Vary the header look: capitalised names in red, mixed-case ones in blue.
     header_colour = (170, 20, 30, 255) if spec.header.isupper() else (20, 40, 140, 255)
     draw_text_line(draw, (1 + 0.2 * w, 1 + 0.08 * h, 1 + 0.8 * w, 1 + 0.24 * h), spec.header,
                    "DejaVuSerif-Bold.ttf", header_colour)

@@ -51,8 +51,8 @@ def match(anchors: tf.Tensor, gt_boxes: tf.Tensor, gt_valid: tf.Tensor,
     gt_valid = tf.convert_to_tensor(gt_valid, tf.bool)
     iou = pairwise_iou(anchors[None], gt_boxes)  # [B, A, M]
     # One extra invalid box keeps max / argmax over boxes defined when a batch has none (M = 0).
-    gt_valid = tf.concat([gt_valid, tf.zeros_like(gt_valid[:, :1])], axis=1)
-    iou = tf.concat([iou, tf.zeros_like(iou[..., :1])], axis=-1)
+    gt_valid = tf.pad(gt_valid, [[0, 0], [0, 1]], constant_values=False)
+    iou = tf.pad(iou, [[0, 0], [0, 0], [0, 1]])
     iou = tf.where(gt_valid[:, None, :], iou, -1.0)  # Padding never wins a match.
     best_iou = tf.reduce_max(iou, axis=-1)
     best_gt = tf.argmax(iou, axis=-1, output_type=tf.int32)
@@ -92,6 +92,9 @@ def encode_targets(anchors: tf.Tensor, gt_boxes: tf.Tensor, gt_labels: tf.Tensor
     anchors = tf.convert_to_tensor(anchors, tf.float32)
     gt_boxes = tf.convert_to_tensor(gt_boxes, tf.float32)
     gt_labels = tf.convert_to_tensor(gt_labels, tf.int32)
+    # One padding box keeps the gathers below valid when a batch has no boxes (M = 0).
+    gt_boxes = tf.pad(gt_boxes, [[0, 0], [0, 1], [0, 0]])
+    gt_labels = tf.pad(gt_labels, [[0, 0], [0, 1]], constant_values=-1)
     matched = match(anchors, gt_boxes, gt_labels >= 0, positive_iou, negative_iou, force_match)
     positive = matched >= 0
     index = tf.maximum(matched, 0)

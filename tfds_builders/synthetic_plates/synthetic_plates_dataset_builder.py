@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import zlib
+from typing import ClassVar
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -76,8 +77,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     """DatasetBuilder for synthetic_plates."""
 
     VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
-    BUILDER_CONFIGS = [
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "Initial release."}
+    BUILDER_CONFIGS: ClassVar[list[SyntheticPlatesConfig]] = [
         SyntheticPlatesConfig(name="tiny", description="128x128, 24/8/8 images; for tests.",
                               image_size=128, num_train=24, num_validation=8, num_test=8,
                               seed=1),

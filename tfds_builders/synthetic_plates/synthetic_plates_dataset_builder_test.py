@@ -1,5 +1,7 @@
 """Builds the tiny config of synthetic_plates and checks it against the renderer."""
 
+from typing import ClassVar
+
 import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -10,8 +12,8 @@ from tfds_builders.synthetic_plates import synthetic_plates_dataset_builder as b
 
 class SyntheticPlatesTest(tfds.testing.DatasetBuilderTestCase):
     DATASET_CLASS = builder_module.Builder
-    BUILDER_CONFIG_NAMES_TO_TEST = ["tiny"]
-    SPLITS = {"train": 24, "validation": 8, "test": 8}
+    BUILDER_CONFIG_NAMES_TO_TEST: ClassVar[list[str]] = ["tiny"]
+    SPLITS: ClassVar[dict[str, int]] = {"train": 24, "validation": 8, "test": 8}
     SKIP_TF1_GRAPH_MODE = True
 
 

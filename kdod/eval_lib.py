@@ -1,0 +1,90 @@
+"""COCO evaluation of detectors (pycocotools), in the pixels of the original images."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import gin
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+from tqdm import tqdm
+
+from kdod import train_lib, visualize
+from kdod.data.pipeline import input_pipeline
+from kdod.detection.detector import Detector, DetectorConfig
+from kdod.metrics.coco import CocoEvaluator
+
+def to_pixels(boxes: np.ndarray, window: np.ndarray, original_size: np.ndarray) -> np.ndarray:
+    """Maps boxes normalized to the model input back into the original image's pixels."""
+    y0, x0, y1, x1 = window
+    scale = np.array([y1 - y0, x1 - x0, y1 - y0, x1 - x0])
+    pixels = boxes * scale + np.array([y0, x0, y0, x0])
+    height, width = original_size
+    return np.clip(pixels, 0, [height, width, height, width])
+
+
+def evaluate_model(model: Detector, dataset: tf.data.Dataset, num_visualizations: int = 0,
+                   visualization_dir: str | Path | None = None) -> dict[str, float]:
+    """COCO metrics of `model` on an evaluation dataset from `input_pipeline(training=False)`."""
+    evaluator = CocoEvaluator()
+    detect = tf.function(model.detect)
+    shown = 0
+    for batch in tqdm(dataset.as_numpy_iterator(), desc="evaluating", unit="batch"):
+        detections = {k: v.numpy() for k, v in detect(batch["image"]).items()}
+        for i in range(len(batch["image"])):
+            gt = batch["boxes"][i, :batch["num_boxes"][i]]
+            count = detections["num_detections"][i]
+            pred = detections["boxes"][i, :count]
+            window, size = batch["window"][i], batch["original_size"][i]
+            evaluator.add(batch["filename"][i].decode(), to_pixels(gt, window, size),
+                          batch["labels"][i, :batch["num_boxes"][i]],
+                          to_pixels(pred, window, size), detections["scores"][i, :count],
+                          detections["classes"][i, :count], tuple(size))
+            if shown < num_visualizations:
+                _save_visualization(batch["image"][i], gt, pred, detections["scores"][i, :count],
+                                    Path(visualization_dir) / f"{shown:03d}.png")
+                shown += 1
+    return evaluator.result()
+
+
+def _save_visualization(image, gt, pred, scores, path: Path) -> None:
+    picture = visualize.draw_boxes(image, gt)
+    picture = visualize.draw_boxes(picture, pred, [f"{s:.2f}" for s in scores],
+                                   visualize.PREDICTION)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(picture).save(path)
+
+
+def load_trained(model_dir: str | Path) -> Detector:
+    """The gin-configured Detector with model_dir's latest weights."""
+    model = Detector(DetectorConfig())
+    model(tf.zeros([1, model.image_size, model.image_size, 3], tf.uint8))
+    if not train_lib.restore_latest(model, model_dir):
+        raise train_lib.CheckpointError(
+            f"No checkpoint in {Path(model_dir) / train_lib.CHECKPOINT_DIR}; train first: "
+            f"python -m kdod.train --gin_file=... --model_dir={model_dir}")
+    return model
+
+
+@gin.configurable(denylist=["model_dir", "split", "num_visualizations"])
+def evaluate(model_dir: str, split: str | None = None, num_visualizations: int = 0,
+             batch_size: int = 8) -> dict[str, float]:
+    """Evaluates model_dir's latest checkpoint; writes metrics.json and TensorBoard scalars."""
+    model = load_trained(model_dir)
+    with gin.config_scope("eval"):
+        dataset = input_pipeline(training=False, image_size=model.image_size,
+                                 batch_size=batch_size, split=split)
+    name = split or "eval"
+    out_dir = Path(model_dir) / f"eval_{name}"
+    metrics = evaluate_model(model, dataset, num_visualizations, out_dir / "visualizations")
+    train_lib.write_json(out_dir / "metrics.json", metrics)
+    writer = tf.summary.create_file_writer(str(Path(model_dir) / "logs" / f"eval_{name}"))
+    with writer.as_default():
+        for key, value in metrics.items():
+            tf.summary.scalar(f"coco/{key}", value, step=0)
+    logging.info("COCO metrics:\n%s", "\n".join(f"  {k:<10} {v:.4f}" for k, v in metrics.items()))
+    return metrics
+
+
