@@ -64,10 +64,10 @@ def test_operative_config_is_written(tmp_path):
     assert "demo_schedule.learning_rate = 0.25" in path.read_text()
 
 
-def test_entry_point_reports_gin_typo_without_traceback():
+def test_entry_point_reports_gin_typo_without_traceback(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "kdod.benchmark", "data", "--gin_param=input_pipelin.batch_size=4"],
-        capture_output=True, text=True, timeout=300)
+        [sys.executable, "-m", "kdod.train", f"--model_dir={tmp_path}",
+         "--gin_param=input_pipelin.batch_size=4"], capture_output=True, text=True, timeout=300)
     assert result.returncode == 2
     assert "Did you mean 'input_pipeline'" in result.stderr
     assert "Traceback" not in result.stderr

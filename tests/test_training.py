@@ -1,0 +1,96 @@
+"""Training for real on tiny synthetic data: it learns, resumes after a kill, stops on NaN."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import tensorflow as tf
+
+from conftest import REPO
+from kdod import config, eval_lib, train_lib
+from kdod.detection.detector import Detector
+
+TINY = str(REPO / "gin" / "tiny.gin")
+
+
+def _bindings(data_dir, *extra):
+    return [f"input_pipeline.data_dir = '{data_dir}'", *extra]
+
+
+def test_tiny_detector_overfits_a_handful_of_images(tiny_data_dir, tmp_path, clean_gin):
+    config.parse_gin([TINY], _bindings(
+        tiny_data_dir,
+        "input_pipeline.sources = [('synthetic_plates/tiny', 'train[:8]', 1.0)]",
+        "eval/input_pipeline.sources = [('synthetic_plates/tiny', 'train[:8]', 1.0)]",
+        "input_pipeline.augmentation = @Augmentation()",
+        "Augmentation.min_scale = 1.0", "Augmentation.max_scale = 1.0",
+        "Augmentation.flip_prob = 0.0", "Augmentation.brightness = 0.0",
+        "Augmentation.contrast = 0.0", "Augmentation.saturation = 0.0", "Augmentation.hue = 0.0",
+        "train.steps = 400", "train.checkpoint_every = 100", "train.summary_images = 0",
+        "make_optimizer.learning_rate = 0.01", "make_optimizer.warmup_steps = 20",
+        "tiny_cnn.width = 16", "fpn_lite.filters = 48", "DetectorConfig.head_convs = 2"))
+    model = train_lib.train(str(tmp_path))
+    losses = model.history.history["total"]
+    assert losses[-1] < 0.3 * losses[0], losses
+    metrics = eval_lib.evaluate(str(tmp_path))
+    assert metrics["AP50"] >= 0.9, metrics
+
+
+def _train_command(model_dir, data_dir, *extra):
+    params = _bindings(data_dir, "train.steps = 400", "train.checkpoint_every = 20", *extra)
+    return [sys.executable, "-m", "kdod.train", f"--gin_file={TINY}", f"--model_dir={model_dir}",
+            *[f"--gin_param={p}" for p in params]]
+
+
+def test_run_killed_mid_training_resumes_from_its_last_checkpoint(tiny_data_dir, tmp_path):
+    command = _train_command(tmp_path, tiny_data_dir)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    deadline = time.time() + 240
+    while not train_lib.checkpoint_paths(tmp_path) or train_lib.checkpoint_paths(tmp_path)[-1].name \
+            in ("ckpt-20.weights.h5",):
+        assert process.poll() is None, "training ended before it could be killed"
+        assert time.time() < deadline, "no second checkpoint within 4 minutes"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = int(train_lib.checkpoint_paths(tmp_path)[-1].name.split("-")[1].split(".")[0])
+    assert 40 <= killed_at < 400
+
+    resumed = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"Resuming from step {killed_at}" in resumed.stderr
+    assert f"Epoch {killed_at // 20 + 1}/20" in resumed.stdout  # Starts where it stopped.
+    assert f"Epoch {killed_at // 20}/20" not in resumed.stdout
+    assert train_lib.checkpoint_paths(tmp_path)[-1].name == "ckpt-400.weights.h5"
+
+
+def test_corrupt_checkpoint_gives_a_clear_error(tiny_data_dir, tmp_path):
+    folder = tmp_path / train_lib.CHECKPOINT_DIR
+    folder.mkdir()
+    (folder / "ckpt-20.weights.h5").write_bytes(b"not an HDF5 file")
+    result = subprocess.run(_train_command(tmp_path, tiny_data_dir), capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 2
+    assert "Cannot restore checkpoint" in result.stderr and "ckpt-20.weights.h5" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+class NaNAfterStep25Detector(Detector):
+    """A detector whose loss turns NaN at step 25, as a diverging run's would."""
+
+    def loss_terms(self, batch, outputs):
+        terms = super().loss_terms(batch, outputs)
+        poison = tf.where(self.optimizer.iterations >= 25, float("nan"), 0.0)
+        return {**terms, "total": terms["total"] + poison}
+
+
+def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
+        tiny_data_dir, tmp_path, clean_gin):
+    config.parse_gin([TINY], _bindings(tiny_data_dir, "train.summary_images = 0"))
+    with pytest.raises(train_lib.NonFiniteLossError, match=r"at step 26.*ckpt-20\.weights\.h5"):
+        train_lib.train(str(tmp_path), model_fn=NaNAfterStep25Detector)
+    assert [p.name for p in train_lib.checkpoint_paths(tmp_path)] == ["ckpt-20.weights.h5"]
