@@ -36,7 +36,7 @@ FULL_CONFIG = "config.gin"  # Everything the run was given, for evaluate/export 
 
 # Modules whose gin configurables any config may bind (they import the rest). Entry-point
 # modules hold none: run as __main__ they would register their configurables twice.
-CONFIGURABLE_MODULES = ("kdod.train_lib", "kdod.eval_lib")
+CONFIGURABLE_MODULES = ("kdod.train_lib", "kdod.eval_lib", "kdod.distill.distiller")
 
 
 class ConfigError(KdodError):

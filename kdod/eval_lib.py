@@ -58,14 +58,8 @@ def _save_visualization(image, gt, pred, scores, path: Path) -> None:
 
 
 def load_trained(model_dir: str | Path) -> Detector:
-    """The gin-configured Detector with model_dir's latest weights."""
-    model = Detector(DetectorConfig())
-    model(tf.zeros([1, model.image_size, model.image_size, 3], tf.uint8))
-    if not train_lib.restore_latest(model, model_dir):
-        raise train_lib.CheckpointError(
-            f"No checkpoint in {Path(model_dir) / train_lib.CHECKPOINT_DIR}; train first: "
-            f"python -m kdod.train --gin_file=... --model_dir={model_dir}")
-    return model
+    """The gin-configured Detector with model_dir's trained weights."""
+    return train_lib.load_detector(Detector(DetectorConfig()), model_dir)
 
 
 @gin.configurable(denylist=["model_dir", "split", "num_visualizations"])

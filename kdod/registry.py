@@ -141,7 +141,7 @@ def load_all() -> None:
 # Upper case: the lower-case names are the packages holding the built-in entries.
 BACKBONES = Registry("backbone", ["kdod.backbones"])
 NECKS = Registry("neck", ["kdod.detection.necks"])
-LOSSES = Registry("loss")
+LOSSES = Registry("loss", ["kdod.distill.losses"])
 OCR_BACKENDS = Registry("ocr")
 
 REGISTRIES: dict[str, Registry] = {r.kind: r for r in (BACKBONES, NECKS, LOSSES, OCR_BACKENDS)}

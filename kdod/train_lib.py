@@ -27,6 +27,7 @@ from kdod.detection.detector import Detector
 from kdod.errors import KdodError
 
 CHECKPOINT_DIR = "checkpoints"
+DETECTOR_WEIGHTS = "detector.weights.h5"
 _CHECKPOINT_RE = re.compile(r"ckpt-(\d+)\.weights\.h5$")
 
 
@@ -115,6 +116,33 @@ def save_checkpoint(model: keras.Model, model_dir: str | Path, step: int, keep: 
     return path
 
 
+def save_detector(detector: Detector, model_dir: str | Path) -> Path:
+    """Writes the detector's network alone (no optimizer, no distillation adapters).
+
+    Evaluation, export and distillation (as a teacher) load it with `load_detector`.
+    """
+    path = Path(model_dir) / DETECTOR_WEIGHTS
+    partial = path.with_name("partial-" + path.name)
+    detector.network.save_weights(partial, overwrite=True)
+    os.replace(partial, path)
+    return path
+
+
+def load_detector(detector: Detector, model_dir: str | Path) -> Detector:
+    """Loads model_dir's detector.weights.h5 into `detector` (built from the run's gin config)."""
+    path = Path(model_dir) / DETECTOR_WEIGHTS
+    if not path.is_file():
+        raise CheckpointError(f"No trained detector in {model_dir} ({DETECTOR_WEIGHTS} is "
+                              f"missing); train first: python -m kdod.train --gin_file=... "
+                              f"--model_dir={model_dir}")
+    try:
+        detector.network.load_weights(path)
+    except Exception as error:  # noqa: BLE001 - h5py and keras raise many kinds here.
+        raise CheckpointError(f"Cannot load {path} into the configured detector: {error}. Is "
+                              f"the gin config the one it was trained with?") from None
+    return detector
+
+
 def restore_latest(model: keras.Model, model_dir: str | Path) -> int:
     """Loads the newest checkpoint into a built model; returns its step (0 if none)."""
     paths = checkpoint_paths(model_dir)
@@ -159,7 +187,8 @@ class CheckpointAndGuard(keras.callbacks.Callback):
         if self.bad_step is None:
             step = int(self.model.optimizer.iterations.numpy())
             path = save_checkpoint(self.model, self.model_dir, step, self.keep)
-            logging.info("Saved %s", path)
+            save_detector(self.model.exported_detector(), self.model_dir)
+            logging.info("Saved %s and the detector's weights", path)
 
     def raise_if_failed(self) -> None:
         if self.bad_step is not None:

@@ -34,7 +34,19 @@ Source = tuple[str, str, float]  # (TFDS name, split, weight)
 
 def load_examples(name: str, split: str, data_dir: str | None = None,
                   shuffle_files: bool = False) -> tf.data.Dataset:
-    """A TFDS plate data set as dicts: image, boxes, labels, filename."""
+    """A TFDS plate data set as dicts: image, boxes, labels, filename.
+
+    `name` may also be TF OD API records: "tfrecord:/data/train.record*", optionally
+    followed by ",label_map=/data/label_map.pbtxt" (default: the one beside the records).
+    A "{split}" in the pattern is replaced by `split` ("tfrecord:/data/{split}.record*");
+    without it the split is ignored.
+    """
+    if name.startswith("tfrecord:"):
+        from kdod.data import tfod
+
+        pattern, _, label_map = name.removeprefix("tfrecord:").partition(",label_map=")
+        return tfod.load_tfod_records(pattern.replace("{split}", split), label_map or None,
+                                      shuffle_files=shuffle_files)
     import tfds_builders  # noqa: F401  Registers kdod's builders with TFDS.
 
     dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=shuffle_files,

@@ -43,7 +43,18 @@ def build_network(config: "DetectorConfig") -> keras.Model:
         [keras.layers.Reshape((-1, 4))(box_head(pyramid[lv])) for lv in levels])
     outputs = {"cls_logits": cls_logits, "box_regression": box_regression,
                "features": pyramid, "backbone_features": backbone_features}
-    return keras.Model(images, outputs, name=f"{config.backbone}_{config.neck}")
+    network = keras.Model(images, outputs, name=f"{config.backbone}_{config.neck}")
+    for layer in _all_layers(network):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.momentum = config.batch_norm_momentum
+    return network
+
+
+def _all_layers(model: keras.Model):
+    for layer in model.layers:
+        yield layer
+        if isinstance(layer, keras.Model):
+            yield from _all_layers(layer)
 
 
 @gin.configurable
@@ -60,6 +71,9 @@ class DetectorConfig:
         anchor_config: anchors; default AnchorConfig() (gin-configurable).
         head_convs: conv layers in each head tower.
         separable_head: depthwise-separable head convs (SSD FPNLite style).
+        batch_norm_momentum: momentum of every BatchNormalization layer. keras.applications
+            uses 0.999, whose moving statistics lag far behind a network trained for a few
+            thousand steps from scratch (inference then sees the wrong statistics).
     """
 
     backbone: str = "tiny_cnn"
@@ -70,6 +84,7 @@ class DetectorConfig:
         default_factory=anchors_lib.AnchorConfig)
     head_convs: int = 4
     separable_head: bool = False
+    batch_norm_momentum: float = 0.99
 
 
 class Detector(keras.Model):
@@ -91,11 +106,24 @@ class Detector(keras.Model):
     def call(self, images, training: bool = False) -> dict:
         return self.network(tf.cast(images, tf.float32), training=training)
 
-    def loss_terms(self, batch: Mapping[str, tf.Tensor], outputs: Mapping) -> dict[str, tf.Tensor]:
+    def targets(self, batch: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        """The batch's boxes matched to this detector's anchors (see matcher.encode_targets)."""
+        return matcher.encode_targets(self.anchors, batch["boxes"], batch["labels"],
+                                      self.num_classes)
+
+    def loss_terms(self, batch: Mapping[str, tf.Tensor], outputs: Mapping,
+                   targets: Mapping[str, tf.Tensor] | None = None) -> dict[str, tf.Tensor]:
         """The detection loss of `outputs` against the batch's boxes: cls_loss, box_loss, total."""
-        targets = matcher.encode_targets(self.anchors, batch["boxes"], batch["labels"],
-                                         self.num_classes)
+        targets = self.targets(batch) if targets is None else targets
         return losses.detection_loss(outputs, targets, self.anchors)
+
+    def exported_detector(self) -> "Detector":
+        """What is exported and evaluated (a Distiller answers with its student).
+
+        A method, not a property: Keras's weight saving walks properties, and one
+        returning the model itself would recurse forever.
+        """
+        return self
 
     def train_step(self, batch):
         from kdod.train_lib import train_batch  # The step shared with multi-worker loops.

@@ -1,0 +1,131 @@
+"""The Distiller: a frozen teacher, a trained student, and the distillation losses.
+
+    loss = student detection loss + sum_i weight_i * distill_loss_i(student_out, teacher_out, batch)
+
+gin:
+    train.model_fn = @Distiller
+    Distiller.teacher_dir = "runs/teacher_small"
+    Distiller.losses = {"kl_logits": 1.0, "feature_imitation": 0.5}
+    kl_logits.temperature = 2.0
+
+A registered loss is a class (or a plain function) called as
+``loss(student_out, teacher_out, batch) -> scalar``. A class may also define
+``build(student_out, teacher_out)``, called once with real outputs, creating
+trainable adapters in ``self.adapters`` (trained with the student, never exported),
+and ``anchor_level = True`` when it compares the two models anchor by anchor.
+The batch the losses see also holds ``targets`` (the student's matched targets),
+``student_anchors`` and ``teacher_anchors``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+
+import gin
+import keras
+import tensorflow as tf
+
+from kdod import registry
+from kdod.detection import anchors as anchors_lib
+from kdod.detection.detector import Detector, DetectorConfig
+from kdod.distill.teacher import load_teacher
+from kdod.errors import KdodError
+
+
+class IncompatibleTeacherError(KdodError):
+    """An anchor- or feature-level loss was asked for between mismatched models."""
+
+
+class Distiller(keras.Model):
+    """Trains `student` against a frozen `teacher` with weighted distillation losses."""
+
+    def __init__(self, student: Detector, teacher: Detector, losses: Mapping[str, float],
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.student = student
+        self.teacher = teacher
+        self.teacher.trainable = False
+        self.image_size = student.image_size
+        self.loss_names = list(losses)
+        self.loss_weights_by_name = dict(losses)
+        self.loss_fns = [_instantiate(registry.LOSSES.get(name)) for name in losses]
+        _check_anchor_layouts(self.loss_names, self.loss_fns, student, teacher)
+        self.adapters = self._build_losses()
+
+    def _build_losses(self) -> list[keras.layers.Layer]:
+        """Lets each loss see real outputs once, to build adapters of the right shapes."""
+        images = tf.zeros([1, self.image_size, self.image_size, 3], tf.uint8)
+        student_out = self.student(images)
+        teacher_out = self._teacher_outputs(images)
+        adapters = []
+        for loss in self.loss_fns:
+            if hasattr(loss, "build"):
+                loss.build(student_out, teacher_out)
+            adapters.extend(getattr(loss, "adapters", []))
+        return adapters
+
+    def _teacher_outputs(self, images: tf.Tensor) -> dict:
+        """The teacher in inference mode on images resized to its own input size."""
+        if self.teacher.image_size != self.image_size:
+            images = tf.image.resize(tf.cast(images, tf.float32),
+                                     [self.teacher.image_size, self.teacher.image_size])
+        return tf.nest.map_structure(tf.stop_gradient, self.teacher(images, training=False))
+
+    def call(self, images, training: bool = False) -> dict:
+        return self.student(images, training=training)
+
+    def exported_detector(self) -> Detector:
+        """What is exported and evaluated: the student alone."""
+        return self.student
+
+    def loss_terms(self, batch: Mapping[str, tf.Tensor], outputs: Mapping) -> dict[str, tf.Tensor]:
+        targets = self.student.targets(batch)
+        terms = self.student.loss_terms(batch, outputs, targets)
+        teacher_out = self._teacher_outputs(batch["image"])
+        loss_batch = {**batch, "targets": targets, "student_anchors": self.student.anchors,
+                      "teacher_anchors": self.teacher.anchors}
+        total = terms["total"]
+        for name, loss in zip(self.loss_names, self.loss_fns):
+            value = loss(outputs, teacher_out, loss_batch)
+            terms[name] = value
+            total += self.loss_weights_by_name[name] * value
+        return {**terms, "detection_loss": terms["total"], "total": total}
+
+    def train_step(self, batch):
+        from kdod.train_lib import train_batch  # The step shared with multi-worker loops.
+
+        return train_batch(self, batch)
+
+    def detect(self, images) -> dict[str, tf.Tensor]:
+        return self.student.detect(images)
+
+
+def _instantiate(component: Callable) -> Callable:
+    """Classes are instantiated (gin supplies their settings); functions are used as they are."""
+    return component() if inspect.isclass(component) else component
+
+
+def _check_anchor_layouts(names, losses, student: Detector, teacher: Detector) -> None:
+    anchor_level = [n for n, loss in zip(names, losses) if getattr(loss, "anchor_level", False)]
+    if not anchor_level:
+        return
+    differences = anchors_lib.describe_differences(
+        teacher.config.anchor_config, student.config.anchor_config, teacher.image_size,
+        student.image_size)
+    if teacher.num_classes != student.num_classes:
+        differences.append(f"num_classes: {teacher.num_classes} vs {student.num_classes}")
+    if differences:
+        raise IncompatibleTeacherError(
+            f"{', '.join(anchor_level)} compare teacher and student anchor by anchor, but their "
+            f"anchor layouts differ (teacher vs student): {'; '.join(differences)}. Use the same "
+            f"AnchorConfig and image size, or the pseudo_labels loss, which works across "
+            f"layouts.")
+
+
+@gin.configurable("Distiller")
+def build_distiller(teacher_dir: str = gin.REQUIRED,
+                    losses: Mapping[str, float] = gin.REQUIRED) -> Distiller:
+    """The Distiller of gin: the teacher from `teacher_dir`, the student from DetectorConfig."""
+    teacher = load_teacher(teacher_dir)
+    return Distiller(Detector(DetectorConfig(), name="student"), teacher, losses)

@@ -1,0 +1,1 @@
+"""car_plates: Kaggle "Car License Plate Detection" (andrewmvd/car-plate-detection)."""

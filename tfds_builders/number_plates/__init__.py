@@ -1,0 +1,1 @@
+"""number_plates: Kaggle "Automatic Number Plate Recognition" (aslanahmedov/number-plate-detection)."""
