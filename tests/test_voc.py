@@ -225,3 +225,31 @@ def test_real_car_plates_sample_matches_its_xml(tmp_path):
     for name, (size, boxes) in expected.items():
         assert seen[name][0] == size
         np.testing.assert_allclose(seen[name][1], np.reshape(boxes, (-1, 4)), atol=1e-3)
+
+
+def _resolved(value):
+    """A gin binding with its macros evaluated, as the configurable will receive it."""
+    if isinstance(value, (list, tuple)):
+        return type(value)(_resolved(item) for item in value)
+    return _resolved(value.scoped_configurable_fn()) if hasattr(value, "selector") else value
+
+
+@pytest.mark.parametrize("gin_files,params,expected", [
+    (["data/kaggle_combined.gin"], [],
+     [("car_plates", "train", 2.0), ("number_plates", "train", 1.0)]),
+    (["data/kaggle_and_synthetic.gin"], ["SYNTHETIC_WEIGHT = 0.5"],
+     [("car_plates", "train", 2.0), ("number_plates", "train", 1.0),
+      ("synthetic_plates/quick", "train", 0.5)]),
+    (["data/kaggle_and_synthetic.gin"],
+     ["input_pipeline.sources = [%NUMBER_PLATES_TRAIN, %SYNTHETIC_TRAIN]"],
+     [("number_plates", "train", 1.0), ("synthetic_plates/quick", "train", 3.0)]),
+    (["data/kaggle_combined.gin", "data/synthetic_quick.gin"], [],
+     [("synthetic_plates/quick", "train", 1.0)]),  # A later file replaces the sources.
+])
+def test_kaggle_gin_files_mix_the_sets(gin_files, params, expected, clean_gin):
+    import gin
+
+    from kdod import config
+
+    config.parse_gin(["student_small.gin", *gin_files], params)
+    assert _resolved(gin.query_parameter("input_pipeline.sources")) == expected

@@ -1,0 +1,106 @@
+"""TF OD API interop: kdod data set -> TF OD API TFRecord -> kdod data source, and errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import tensorflow_datasets as tfds
+
+from kdod import to_tfrecord
+from kdod.data import pipeline, tfod
+
+REPO = Path(__file__).resolve().parents[1]
+CAR_DUMMY = REPO / "tfds_builders" / "car_plates" / "dummy_data"
+
+
+@pytest.fixture(scope="module")
+def car_plates_data_dir(tmp_path_factory) -> str:
+    """car_plates built from its dummy_data (PNG images, one with two plates)."""
+    import tfds_builders  # noqa: F401
+
+    data_dir = str(tmp_path_factory.mktemp("car_plates_data"))
+    tfds.builder("car_plates", data_dir=data_dir).download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=str(CAR_DUMMY)))
+    return data_dir
+
+
+def by_filename(dataset: tf.data.Dataset) -> dict[str, dict]:
+    return {example["filename"].decode(): example for example in tfds.as_numpy(dataset)}
+
+
+def assert_same_examples(expected: dict[str, dict], actual: dict[str, dict]) -> None:
+    assert sorted(actual) == sorted(expected)
+    for name, example in expected.items():
+        np.testing.assert_array_equal(actual[name]["image"], example["image"])
+        np.testing.assert_array_equal(actual[name]["boxes"], example["boxes"])
+        np.testing.assert_array_equal(actual[name]["labels"], example["labels"])
+        np.testing.assert_array_equal(actual[name]["original_size"], example["original_size"])
+
+
+@pytest.mark.parametrize("dataset,split", [("car_plates", "train"),
+                                           ("synthetic_plates/tiny", "validation")])
+def test_round_trip_gives_the_same_images_and_boxes(dataset, split, tmp_path, request):
+    fixture = "car_plates_data_dir" if dataset == "car_plates" else "tiny_data_dir"
+    data_dir = request.getfixturevalue(fixture)
+    output = tmp_path / "records" / f"{split}.record"
+    count, label_map = to_tfrecord.convert(dataset, split, output, data_dir)
+    expected = by_filename(pipeline.load_examples(dataset, split, data_dir))
+    assert count == len(expected) > 0
+    assert tfod.read_label_map(label_map) == {1: "plate"}
+    source = f"tfrecord:{tmp_path}/records/{{split}}.record,label_map={label_map}"
+    assert_same_examples(expected, by_filename(pipeline.load_examples(source, split)))
+
+
+def test_records_follow_the_tf_od_api_format(car_plates_data_dir, tmp_path):
+    output = tmp_path / "train.record"
+    to_tfrecord.convert("car_plates", "train", output, car_plates_data_dir)
+    records = [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(output)]
+    two_plates = next(r.features.feature for r in records
+                      if r.features.feature["image/filename"].bytes_list.value == [b"Cars1.png"])
+    assert two_plates["image/format"].bytes_list.value == [b"png"]
+    assert two_plates["image/width"].int64_list.value == [150]
+    assert two_plates["image/height"].int64_list.value == [100]
+    assert two_plates["image/object/class/label"].int64_list.value == [1, 1]
+    assert two_plates["image/object/class/text"].bytes_list.value == [b"plate", b"plate"]
+    np.testing.assert_allclose(two_plates["image/object/bbox/xmin"].float_list.value,
+                               [10 / 150, 90 / 150], rtol=1e-6)
+
+
+def test_arrays_are_written_as_png_and_text_maps_through_the_label_map(tmp_path):
+    image = np.random.default_rng(0).integers(0, 255, (12, 20, 3), dtype=np.uint8)
+    example = {"image": image, "boxes": [[0.1, 0.2, 0.5, 0.6]], "labels": [1],
+               "filename": "a.png"}
+    record = tfod.tfod_example(example, ["car", "plate"])
+    del record.features.feature[tfod.LABEL_KEY]  # Some writers give only the class text.
+    path = tmp_path / "only_text.record"
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        writer.write(record.SerializeToString())
+    tfod.write_label_map(tmp_path / "label_map.pbtxt", ["car", "plate"])
+    (loaded,) = tfds.as_numpy(tfod.load_tfod_records(str(path)))
+    np.testing.assert_array_equal(loaded["image"], image)
+    np.testing.assert_allclose(loaded["boxes"], [[0.1, 0.2, 0.5, 0.6]])
+    assert loaded["labels"].tolist() == [1]
+
+
+def test_label_map_in_the_tf_od_api_style_is_read(tmp_path):
+    path = tmp_path / "label_map.pbtxt"
+    path.write_text('# plates\nitem {\n  name: "licence"\n  id: 1\n}\n'
+                    "item { id: 2 display_name: 'car' }\n")
+    assert tfod.read_label_map(path) == {1: "licence", 2: "car"}
+
+
+def test_missing_files_and_foreign_records_fail_clearly(tmp_path):
+    with pytest.raises(tfod.TfodError, match="No TFRecord file matches"):
+        tfod.load_tfod_records(str(tmp_path / "nothing*.record"))
+    with pytest.raises(tfod.TfodError, match="not found"):
+        tfod.read_label_map(tmp_path / "label_map.pbtxt")
+    path = tmp_path / "foreign.record"
+    foreign = tf.train.Example(features=tf.train.Features(feature={
+        "image/encoded": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x"]))}))
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        writer.write(foreign.SerializeToString())
+    with pytest.raises(tfod.TfodError, match="lack image/object/bbox/ymin"):
+        tfod.load_tfod_records(str(path))
