@@ -20,6 +20,8 @@ flags.DEFINE_string("dataset", None, "TFDS name of the data set, e.g. car_plates
 flags.DEFINE_string("split", "train", "Split to write, e.g. train, test, train[:50%].")
 flags.DEFINE_string("output", None, "TFRecord file to write, e.g. records/train.record.")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir (default: TFDS's own).")
+flags.DEFINE_string("manual_dir", None, "TFDS manual folder holding the Kaggle archive "
+                    "(default: <data_dir>/downloads/manual).")
 
 
 def main(argv: list[str]) -> None:
@@ -30,12 +32,12 @@ def main(argv: list[str]) -> None:
                                  "--dataset=car_plates --output=records/train.record")
     output = Path(flags.FLAGS.output)
     count, label_map = convert(flags.FLAGS.dataset, flags.FLAGS.split, output,
-                               flags.FLAGS.data_dir)
+                               flags.FLAGS.data_dir, flags.FLAGS.manual_dir)
     print(f"Wrote {count} examples to {output} and the label map {label_map}.")
 
 
-def convert(dataset: str, split: str, output: Path, data_dir: str | None = None
-            ) -> tuple[int, Path]:
+def convert(dataset: str, split: str, output: Path, data_dir: str | None = None,
+            manual_dir: str | None = None) -> tuple[int, Path]:
     """Writes `dataset`'s `split` to `output` and label_map.pbtxt beside it."""
     import tensorflow_datasets as tfds
     from tqdm import tqdm
@@ -45,10 +47,14 @@ def convert(dataset: str, split: str, output: Path, data_dir: str | None = None
 
     try:
         builder = tfds.builder(dataset, data_dir=data_dir)
-        builder.download_and_prepare()
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
         records = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
         total = builder.info.splits[split].num_examples
-    except (tfds.core.DatasetNotFoundError, ValueError, KeyError) as error:
+    except tfds.core.DatasetNotFoundError:
+        raise config.ConfigError(f"Unknown data set {dataset!r}; kdod's are car_plates, "
+                                 "number_plates and synthetic_plates/<config>.") from None
+    except (ValueError, KeyError) as error:
         raise config.ConfigError(f"Cannot read {dataset!r} split {split!r}: {error}") from None
     names = builder.info.features["objects"]["label"].names
     examples = (_as_tfod_input(example) for example in

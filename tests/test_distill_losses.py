@@ -131,3 +131,15 @@ def test_pseudo_labels_respect_the_score_threshold():
                                atol=1e-5)
     boxes, labels = pseudo_labels.teacher_pseudo_boxes(teacher_out, anchors, 0.95, 8)
     assert (labels.numpy() < 0).all()
+
+
+def test_attention_transfer_plugin_is_registered_through_its_entry_point():
+    import kdod
+
+    loss = kdod.LOSSES.get("attention_transfer")(p=2.0)
+    pattern = tf.constant([[[[1.0, 2.0]], [[0.0, 0.0]]]])  # [1, 2, 1, 2]: attention on row 0
+    other = tf.constant([[[[0.0, 0.0]], [[3.0, 1.0]]]])  # attention on row 1
+    same = loss({"features": {3: pattern}}, {"features": {3: 3.0 * pattern}}, {})
+    assert float(same) == pytest.approx(0.0, abs=1e-6)  # Scale-free: maps are normalized.
+    opposite = loss({"features": {3: pattern}}, {"features": {3: other}}, {})
+    assert float(opposite) == pytest.approx(math.sqrt(2.0), rel=1e-5)  # [1, 0] vs [0, 1].

@@ -42,7 +42,8 @@ def png_bytes(width: int, height: int, mode: str = "RGBA") -> bytes:
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG claiming a size in its IHDR, with an empty IDAT: no pixel data at all."""
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"")
 
@@ -109,8 +110,8 @@ def test_images_become_rgb_and_rgb_jpeg_bytes_are_kept():
 
 @pytest.mark.parametrize("xml", [
     b"<annotation><object><name>licence</name>",
-    b"<annotation><object><name>licence</name><bndbox><xmin>x</xmin></bndbox></object>"
-    b"</annotation>",
+    (b"<annotation><object><name>licence</name><bndbox><xmin>x</xmin></bndbox></object>"
+     b"</annotation>"),
     b'<!DOCTYPE a [<!ENTITY e "boom">]><annotation>&e;</annotation>',
 ], ids=["unclosed", "bad-number", "dtd"])
 def test_malformed_xml_is_skipped_with_the_file_named(xml):
@@ -253,3 +254,12 @@ def test_kaggle_gin_files_mix_the_sets(gin_files, params, expected, clean_gin):
 
     config.parse_gin(["student_small.gin", *gin_files], params)
     assert _resolved(gin.query_parameter("input_pipeline.sources")) == expected
+
+
+def test_failed_kaggle_download_says_so_and_how_to_do_it_by_hand(tmp_path, monkeypatch):
+    monkeypatch.setenv("KAGGLE_USERNAME", "someone")
+    monkeypatch.setenv("KAGGLE_KEY", "not-a-key")
+    monkeypatch.setenv("PATH", str(tmp_path))  # No `kaggle` command: the download fails.
+    with pytest.raises(voc.MissingArchiveError, match="Kaggle download of .* failed") as raised:
+        prepare(tmp_path / "empty_manual", tmp_path / "data")
+    assert "car-plate-detection.zip" in str(raised.value)

@@ -34,6 +34,7 @@ import logging
 import os
 import posixpath
 import stat
+import textwrap
 import xml.etree.ElementTree as ET
 import zipfile
 from collections.abc import Iterator, Sequence
@@ -178,7 +179,7 @@ class KaggleSource:
                 folder / "archive", folder]
 
     def manual_instructions(self) -> str:
-        return f"""\
+        return textwrap.dedent(f"""\
         Download the archive of https://www.kaggle.com/datasets/{self.dataset}
         ("Download" button, or `kaggle datasets download {self.dataset}`) and put it, as
         downloaded, in the TFDS manual folder (default ~/tensorflow_datasets/downloads/manual/),
@@ -188,7 +189,7 @@ class KaggleSource:
           or the unpacked contents ({self.image_dir}/, ...) directly in the manual folder.
         With Kaggle credentials (~/.kaggle/kaggle.json, or KAGGLE_USERNAME and KAGGLE_KEY) and
         the `kaggle` command installed, the archive is downloaded automatically instead.
-        """
+        """)
 
 
 def find_archive(folder: Path, source: KaggleSource) -> Path | None:
@@ -222,27 +223,24 @@ def locate_archive(dl_manager: tfds.download.DownloadManager, source: KaggleSour
     """The archive from the manual folder, else from Kaggle; a clear error when neither works."""
     try:
         manual_dir = Path(dl_manager.manual_dir)
-    except AssertionError:  # TFDS: manual folder missing or empty.
-        manual_dir = None
-    if manual_dir and (found := find_archive(manual_dir, source)):
-        return found
-    looked = f"Looked in the manual folder {manual_dir or '(none)'}."
+    except AssertionError as error:  # TFDS: the manual folder is missing or empty.
+        manual_dir, looked = None, str(error).split(". Create it")[0] + "."
+    if manual_dir:
+        if found := find_archive(manual_dir, source):
+            return found
+        looked = f"No archive in the manual folder {manual_dir}."
     if not kaggle_credentials_present():
         raise MissingArchiveError(f"{looked} No Kaggle credentials either.\n"
-                                  f"{_dedent(source.manual_instructions())}")
+                                  f"{source.manual_instructions()}")
     try:
         downloaded = Path(dl_manager.download_kaggle_data(source.dataset))
     except (RuntimeError, ValueError, OSError) as error:
         raise MissingArchiveError(f"{looked} The Kaggle download of {source.dataset} failed: "
-                                  f"{error}\n{_dedent(source.manual_instructions())}") from None
+                                  f"{error}\n{source.manual_instructions()}") from None
     if found := find_archive(downloaded, source):
         return found
     raise MissingArchiveError(f"The Kaggle download in {downloaded} has no "
                               f"{source.image_dir}/ folder.")
-
-
-def _dedent(text: str) -> str:
-    return "\n".join(line.strip() for line in text.splitlines())
 
 
 # ---------------------------------------------------------------- preparation report

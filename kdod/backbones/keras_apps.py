@@ -68,13 +68,21 @@ def _build_network(name: str, constructor: Callable[..., keras.Model], input_sha
 
 
 def _register_application(name: str, constructor: Callable[..., keras.Model],
-                          normalization: str | None = None, **fixed_kwargs) -> None:
+                          normalization: str | None = None, width_multiplier: bool = False,
+                          **fixed_kwargs) -> None:
     """Registers `name` as a backbone built from a keras.applications constructor."""
 
     def build(input_shape: Sequence[int] = (320, 320, 3), weights: str | None = None,
-              strides: Sequence[int] = STRIDES, **kwargs) -> keras.Model:
+              strides: Sequence[int] = STRIDES, alpha: float | None = None) -> keras.Model:
+        # alpha (MobileNets' width multiplier) is an explicit parameter so that gin's operative
+        # config records it even at its default: a distillation teacher is rebuilt from that.
         shape = check_input_shape(input_shape)
-        network = _build_network(name, constructor, shape, weights, **fixed_kwargs, **kwargs)
+        kwargs = dict(fixed_kwargs)
+        if alpha is not None:
+            if not width_multiplier:
+                raise ValueError(f"Backbone {name} has no width multiplier (alpha).")
+            kwargs["alpha"] = alpha
+        network = _build_network(name, constructor, shape, weights, **kwargs)
         features = multiscale_model(network, strides, name=f"{name}_features")
         if normalization is None:
             return features
@@ -86,9 +94,11 @@ def _register_application(name: str, constructor: Callable[..., keras.Model],
     register_backbone(name)(build)
 
 
-_register_application("mobilenet_v2", apps.MobileNetV2, "tf")  # kwarg alpha: width multiplier
-_register_application("mobilenet_v3_small", apps.MobileNetV3Small, include_preprocessing=True)
-_register_application("mobilenet_v3_large", apps.MobileNetV3Large, include_preprocessing=True)
+_register_application("mobilenet_v2", apps.MobileNetV2, "tf", width_multiplier=True)
+_register_application("mobilenet_v3_small", apps.MobileNetV3Small, width_multiplier=True,
+                      include_preprocessing=True)
+_register_application("mobilenet_v3_large", apps.MobileNetV3Large, width_multiplier=True,
+                      include_preprocessing=True)
 for _i, _constructor in enumerate((apps.EfficientNetB0, apps.EfficientNetB1,
                                    apps.EfficientNetB2, apps.EfficientNetB3)):
     _register_application(f"efficientnet_b{_i}", _constructor)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
+from google.protobuf.message import DecodeError
 from PIL import Image
 
 from kdod.errors import KdodError
@@ -106,7 +107,7 @@ def _check_first_record(path: str) -> set[str]:
         raise TfodError(f"{path} holds no records.")
     try:
         keys = set(tf.train.Example.FromString(first.numpy()).features.feature)
-    except Exception as error:  # protobuf's DecodeError is not exported under a stable name
+    except DecodeError as error:
         raise TfodError(f"{path}: the first record is not a tf.train.Example ({error}).") from None
     missing = [key for key in REQUIRED_KEYS if key not in keys]
     if LABEL_KEY not in keys and TEXT_KEY not in keys:

@@ -1,1 +1,1 @@
-"""number_plates: Kaggle "Automatic Number Plate Recognition" (aslanahmedov/number-plate-detection)."""
+"""number_plates: Kaggle aslanahmedov/number-plate-detection (number plates in Pascal VOC)."""

@@ -1,4 +1,4 @@
-"""number_plates: Kaggle "Automatic Number Plate Recognition" (aslanahmedov/number-plate-detection)."""
+"""number_plates: Kaggle aslanahmedov/number-plate-detection (number plates in Pascal VOC)."""
 
 from __future__ import annotations
 
