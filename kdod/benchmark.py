@@ -2,6 +2,7 @@ r"""Benchmarks; each writes its numbers to a JSON file (default benchmarks/<name
 
     python -m kdod.benchmark data       # synthetic generation and input pipeline, images/s
     python -m kdod.benchmark detector   # recipe training speed, latency, head cost, student AP50
+    python -m kdod.benchmark distill    # teacher / student / distilled AP over seeds, step cost
 
 Speed targets are checked here, never in timed tests.
 """
@@ -23,6 +24,9 @@ from kdod import config
 flags.DEFINE_string("output", None, "JSON file for the results (default benchmarks/<name>.json).")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir (default: TFDS's own).")
 flags.DEFINE_integer("num_batches", 100, "Batches timed for throughput numbers.")
+flags.DEFINE_integer("seeds", 3, "distill: seeds per model.")
+flags.DEFINE_integer("teacher_steps", 1000, "distill: training steps of each teacher.")
+flags.DEFINE_integer("student_steps", 600, "distill: training steps of each student.")
 
 REPO_GIN = Path(__file__).resolve().parents[1] / "gin"
 
@@ -135,20 +139,9 @@ def _recipe_speed(gin_file: str, batch_size: int = 8) -> dict:
     return results
 
 
-def _train_and_evaluate(gin_file: str, model_dir: Path) -> dict:
-    """Trains a recipe for its fixed number of steps, then its COCO metrics on the test split."""
-    import gin
-
-    from kdod import eval_lib, train_lib
-
-    _parse_recipe(gin_file)
-    if flags.FLAGS.data_dir:
-        gin.bind_parameter("input_pipeline.data_dir", flags.FLAGS.data_dir)
-    start = time.perf_counter()
-    train_lib.train(str(model_dir))
-    minutes = (time.perf_counter() - start) / 60
-    metrics = eval_lib.evaluate(str(model_dir), split="test")
-    return {"train_minutes": minutes, "steps": gin.query_parameter("train.steps"), **metrics}
+def _runs_dir() -> Path:
+    """Where benchmark training runs go: beside the results file."""
+    return Path(flags.FLAGS.output or "benchmarks/x.json").parent / "runs"
 
 
 def benchmark_detector() -> dict:
@@ -157,17 +150,85 @@ def benchmark_detector() -> dict:
                "student_small": 16}
     results: dict = {"speed": {name: _recipe_speed(str(REPO_GIN / f"{name}.gin"), batch)
                                for name, batch in recipes.items()}}
-    small = _train_and_evaluate(str(REPO_GIN / "student_small.gin"),
-                                Path(flags.FLAGS.output or "benchmarks/detector.json").parent
-                                / "runs" / "student_small")
+    from kdod.experiment import train_and_evaluate
+
+    bindings = [f"input_pipeline.data_dir = {flags.FLAGS.data_dir!r}"]
+    small = train_and_evaluate([str(REPO_GIN / "student_small.gin")], bindings,
+                               _runs_dir() / "student_small")
     results["student_small_synthetic_test"] = small
     results["targets"] = {"student_small_AP50": 0.9, "head_cost_ratio_max": 1.5}
     results["student_small_meets_AP50"] = small["AP50"] >= 0.9
     return results
 
 
+DISTILL_RECIPES = {"kl_logits": "kl_ssd.gin", "feature_imitation": "feature_ssd.gin",
+                   "box (bounded + imitation)": "box_ssd.gin", "combined": "combined_ssd.gin"}
+
+
+def _distill_step_ratio(teacher_dir: Path, batch_size: int = 16) -> dict:
+    """Distillation step time / (student step + teacher forward), same batch, same process."""
+    import tensorflow as tf
+
+    from kdod import train_lib
+    from kdod.detection.detector import Detector, DetectorConfig
+    from kdod.distill.distiller import build_distiller
+
+    _parse_recipe(str(REPO_GIN / "combined_ssd.gin"), f"Distiller.teacher_dir = '{teacher_dir}'")
+    distiller = build_distiller()
+    student = Detector(DetectorConfig())
+    for model in (distiller, student):
+        model.compile(optimizer=train_lib.make_optimizer(total_steps=1000))
+    batch = {**_random_batch(student.image_size, batch_size)}
+    distill_s = _timed(tf.function(lambda: train_lib.train_batch(distiller, batch)), 10)
+    student_s = _timed(tf.function(lambda: train_lib.train_batch(student, batch)), 10)
+    teacher = distiller.teacher
+    teacher_s = _timed(tf.function(lambda: teacher(batch["image"], training=False)), 10)
+    return {"distill_step_s": distill_s, "student_step_s": student_s,
+            "teacher_forward_s": teacher_s, "ratio": distill_s / (student_s + teacher_s),
+            "target_max": 1.1}
+
+
+def _summarize(values: list[float]) -> dict:
+    import numpy as np
+
+    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "values": values}
+
+
+def benchmark_distill() -> dict:
+    """Teacher, student alone and each distillation recipe over seeds: COCO AP mean +- std."""
+    from kdod.experiment import train_and_evaluate
+
+    runs = _runs_dir() / "distill"
+    data = f"input_pipeline.data_dir = {flags.FLAGS.data_dir!r}"
+    steps = f"train.steps = {flags.FLAGS.student_steps}"
+    ap: dict[str, list[float]] = {}
+    for seed in range(flags.FLAGS.seeds):
+        common = [data, f"train.seed = {seed}"]
+        teacher_dir = runs / f"seed{seed}" / "teacher"
+        plan = [("teacher", "teacher_small.gin", teacher_dir,
+                 [f"train.steps = {flags.FLAGS.teacher_steps}"]),
+                ("student alone", "student_small.gin", runs / f"seed{seed}" / "student", [steps])]
+        plan += [(name, recipe, runs / f"seed{seed}" / recipe.removesuffix(".gin"),
+                  [steps, f"Distiller.teacher_dir = '{teacher_dir}'"])
+                 for name, recipe in DISTILL_RECIPES.items()]
+        for name, recipe, model_dir, bindings in plan:
+            metrics = train_and_evaluate([str(REPO_GIN / recipe)], common + bindings, model_dir)
+            ap.setdefault(name, []).append(metrics["AP"])
+    summary = {name: _summarize(values) for name, values in ap.items()}
+    student, teacher = summary["student alone"]["mean"], summary["teacher"]["mean"]
+    best = max(DISTILL_RECIPES, key=lambda name: summary[name]["mean"])
+    gain = summary[best]["mean"] - student
+    recovered = gain / (teacher - student) if teacher > student else float("nan")
+    return {"steps": {"teacher": flags.FLAGS.teacher_steps, "students": flags.FLAGS.student_steps},
+            "seeds": flags.FLAGS.seeds, "AP": summary, "best_recipe": best,
+            "best_gain_AP_points": 100 * gain, "gap_recovered": recovered,
+            "targets": {"gain_AP_points_min": 2.0, "gap_recovered_min": 0.5},
+            "step_time": _distill_step_ratio(runs / "seed0" / "teacher")}
+
+
 BENCHMARKS: dict[str, Callable[[], dict]] = {"data": benchmark_data,
-                                             "detector": benchmark_detector}
+                                             "detector": benchmark_detector,
+                                             "distill": benchmark_distill}
 
 
 def _machine() -> dict:

@@ -252,11 +252,17 @@ def train(model_dir: str, steps: int = 1000, checkpoint_every: int = 200, keep_c
     if summary_images:
         callbacks.append(ImageSummaries(
             logs / "images", {k: v[:summary_images] for k, v in first_batch.items()}))
-    model.fit(dataset, epochs=math.ceil(steps / checkpoint_every),
-              steps_per_epoch=checkpoint_every, initial_epoch=start // checkpoint_every,
+    interval = checkpoint_interval(steps, checkpoint_every)
+    model.fit(dataset, epochs=steps // interval, steps_per_epoch=interval,
+              initial_epoch=start // interval,
               callbacks=callbacks, verbose=1 if flags.FLAGS.is_parsed() else 0)
     guard.raise_if_failed()
     return model
+
+
+def checkpoint_interval(steps: int, checkpoint_every: int) -> int:
+    """The largest interval <= checkpoint_every that divides steps (Keras epochs are whole)."""
+    return next(d for d in range(min(checkpoint_every, steps), 0, -1) if steps % d == 0)
 
 
 def write_json(path: str | Path, data: Mapping) -> None:

@@ -104,3 +104,14 @@ def test_missing_files_and_foreign_records_fail_clearly(tmp_path):
         writer.write(foreign.SerializeToString())
     with pytest.raises(tfod.TfodError, match="lack image/object/bbox/ymin"):
         tfod.load_tfod_records(str(path))
+
+
+def test_records_mix_with_tfds_sources_in_the_input_pipeline(car_plates_data_dir, tmp_path):
+    output = tmp_path / "train.record"
+    to_tfrecord.convert("car_plates", "train", output, car_plates_data_dir)
+    sources = [("car_plates", "train", 1.0), (f"tfrecord:{output}", "train", 1.0)]
+    batches = pipeline.input_pipeline(sources, image_size=64, batch_size=4, seed=0,
+                                      shuffle_buffer=8, data_dir=car_plates_data_dir)
+    batch = next(iter(batches))
+    assert batch["image"].shape == (4, 64, 64, 3)
+    assert batch["boxes"].shape == (4, 32, 4)

@@ -171,12 +171,25 @@ def test_missing_archive_error_says_what_to_download(tmp_path, monkeypatch):
         prepare(tmp_path / "empty_manual", tmp_path / "data")
 
 
+def zip_folder(folder: Path, path: Path) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        for file in sorted(folder.rglob("*.*")):
+            archive.write(file, file.relative_to(folder).as_posix())
+
+
+def test_the_other_sets_archive_is_not_taken_for_this_one(tmp_path):
+    # Both sets download from the Kaggle page as archive.zip.
+    (tmp_path / "manual").mkdir()
+    zip_folder(REPO / "tfds_builders" / "number_plates" / "dummy_data",
+               tmp_path / "manual" / "archive.zip")
+    with pytest.raises(voc.MissingArchiveError, match="no image with its annotation"):
+        prepare(tmp_path / "manual", tmp_path / "data")
+
+
 def test_zip_in_the_manual_folder_is_read_in_place(tmp_path):
     manual = tmp_path / "manual"
     manual.mkdir()
-    with zipfile.ZipFile(manual / "car-plate-detection.zip", "w") as archive:
-        for path in sorted(CAR_DUMMY.rglob("*.*")):
-            archive.write(path, path.relative_to(CAR_DUMMY).as_posix())
+    zip_folder(CAR_DUMMY, manual / "car-plate-detection.zip")
     builder = prepare(manual, tmp_path / "data")
     assert {k: v.num_examples for k, v in builder.info.splits.items()} == {
         "train": 3, "validation": 1, "test": 2}

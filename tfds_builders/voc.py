@@ -465,10 +465,15 @@ class VocPlatesBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        archive = open_archive(locate_archive(dl_manager, self.SOURCE))
+        path = locate_archive(dl_manager, self.SOURCE)
+        archive = open_archive(path)
         splits = [split for split, _ in SPLIT_PERCENTS]
         report = PrepReport(self.name, splits)
         pairs = pair_files(archive.names(), self.SOURCE, report)
+        if not pairs:  # e.g. the other set's archive.zip: say so rather than build nothing.
+            raise MissingArchiveError(
+                f"{path} holds no image with its annotation in {self.SOURCE.image_dir}/ and "
+                f"{self.SOURCE.annotation_dir}/: is it the archive of {self.SOURCE.dataset}?")
         return {split: self._generate_examples(
                     archive, [p for p in pairs if split_of(p.stem) == split], split, report)
                 for split in splits}
