@@ -4,14 +4,14 @@ Importing kdod is cheap; TensorFlow and the components load on first use.
 """
 
 from kdod.registry import (
-    REGISTRIES,
-    Registry,
-    UnknownComponentError,
     BACKBONES,
-    load_plugins,
     LOSSES,
     NECKS,
     OCR_BACKENDS,
+    REGISTRIES,
+    Registry,
+    UnknownComponentError,
+    load_plugins,
     register_backbone,
     register_loss,
     register_neck,
@@ -21,14 +21,14 @@ from kdod.registry import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "REGISTRIES",
-    "Registry",
-    "UnknownComponentError",
     "BACKBONES",
-    "load_plugins",
     "LOSSES",
     "NECKS",
     "OCR_BACKENDS",
+    "REGISTRIES",
+    "Registry",
+    "UnknownComponentError",
+    "load_plugins",
     "register_backbone",
     "register_loss",
     "register_neck",

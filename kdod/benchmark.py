@@ -21,6 +21,8 @@ from absl import flags
 
 from kdod import config
 
+flags.adopt_module_key_flags(config)  # --help lists --gin_file, --gin_param, --model_dir.
+
 flags.DEFINE_string("output", None, "JSON file for the results (default benchmarks/<name>.json).")
 flags.DEFINE_string("data_dir", None, "TFDS data_dir (default: TFDS's own).")
 flags.DEFINE_integer("num_batches", 100, "Batches timed for throughput numbers.")
@@ -70,7 +72,7 @@ def benchmark_data() -> dict:
                                  image_size=320, batch_size=batch_size, training=training,
                                  data_dir=data_dir)
         iterator = iter(dataset.repeat())
-        seconds = _timed(lambda: next(iterator), flags.FLAGS.num_batches)
+        seconds = _timed(lambda it=iterator: next(it), flags.FLAGS.num_batches)
         kind = "augmented" if training else "letterboxed"
         results[f"pipeline_images_per_s_{kind}"] = batch_size / seconds
     results["pipeline_target_images_per_s"] = 300
@@ -236,7 +238,7 @@ def _machine() -> dict:
 
     return {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
             "python": platform.python_version(), "tensorflow": tf.__version__,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+            "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")}
 
 
 def main(argv: list[str]) -> None:

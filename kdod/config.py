@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-import logging
 import re
 import sys
 import tokenize
@@ -20,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import gin
-from absl import app, flags
+from absl import app, flags, logging
 
 from kdod import registry
 from kdod.errors import KdodError

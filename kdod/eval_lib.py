@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import gin
 import numpy as np
 import tensorflow as tf
+from absl import logging
 from PIL import Image
 from tqdm import tqdm
 
@@ -15,6 +15,7 @@ from kdod import train_lib, visualize
 from kdod.data.pipeline import input_pipeline
 from kdod.detection.detector import Detector, DetectorConfig
 from kdod.metrics.coco import CocoEvaluator
+
 
 def to_pixels(boxes: np.ndarray, window: np.ndarray, original_size: np.ndarray) -> np.ndarray:
     """Maps boxes normalized to the model input back into the original image's pixels."""

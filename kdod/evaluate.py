@@ -15,6 +15,8 @@ from absl import flags
 
 from kdod import config
 
+flags.adopt_module_key_flags(config)  # --help lists --gin_file, --gin_param, --model_dir.
+
 flags.DEFINE_string("split", None, "Split to evaluate; default: the split in the gin sources.")
 flags.DEFINE_integer("num_visualizations", 0, "Write this many PNGs with predicted (red) and "
                      "true (green) boxes to model_dir/eval_<split>/visualizations.")

@@ -21,12 +21,12 @@ import difflib
 import fnmatch
 import importlib
 import importlib.metadata
-import logging
 import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import gin
+from absl import logging
 
 from kdod.errors import KdodError
 
@@ -142,7 +142,7 @@ def load_all() -> None:
 BACKBONES = Registry("backbone", ["kdod.backbones"])
 NECKS = Registry("neck", ["kdod.detection.necks"])
 LOSSES = Registry("loss", ["kdod.distill.losses"])
-OCR_BACKENDS = Registry("ocr")
+OCR_BACKENDS = Registry("ocr", ["kdod.ocr"])
 
 REGISTRIES: dict[str, Registry] = {r.kind: r for r in (BACKBONES, NECKS, LOSSES, OCR_BACKENDS)}
 

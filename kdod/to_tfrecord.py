@@ -15,6 +15,8 @@ from absl import flags
 
 from kdod import config
 
+flags.adopt_module_key_flags(config)  # --help lists --gin_file, --gin_param, --model_dir.
+
 flags.DEFINE_string("dataset", None, "TFDS name of the data set, e.g. car_plates or "
                     "synthetic_plates/quick.")
 flags.DEFINE_string("split", "train", "Split to write, e.g. train, test, train[:50%].")

@@ -13,6 +13,8 @@ from absl import flags
 
 from kdod import config
 
+flags.adopt_module_key_flags(config)  # --help lists --gin_file, --gin_param, --model_dir.
+
 
 def main(argv: list[str]) -> None:
     if len(argv) > 1:

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import re
@@ -19,7 +18,7 @@ import gin
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import flags
+from absl import flags, logging
 
 from kdod import config
 from kdod.data.pipeline import input_pipeline

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from kdod.distill.losses import box, feature, kl, pseudo_labels
 from kdod.detection import box_coder
+from kdod.distill.losses import box, feature, kl, pseudo_labels
 
 
 def _sigmoid(x):

@@ -5,8 +5,8 @@ import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from conftest import REPO
+
 from kdod import config, train_lib
 from kdod.detection.anchors import AnchorConfig
 from kdod.detection.detector import Detector, DetectorConfig

@@ -8,8 +8,8 @@ import time
 
 import pytest
 import tensorflow as tf
-
 from conftest import REPO
+
 from kdod import config, eval_lib, train_lib
 from kdod.detection.detector import Detector
 

@@ -54,7 +54,7 @@ def _build_network(name: str, constructor: Callable[..., keras.Model], input_sha
     try:
         network = constructor(input_shape=input_shape, include_top=False,
                               weights=None if local_file else weights, **kwargs)
-    except Exception as error:  # noqa: BLE001 - keras raises plain Exception on failed fetches.
+    except Exception as error:
         if weights != "imagenet":
             raise
         raise WeightsUnavailableError(

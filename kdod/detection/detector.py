@@ -22,7 +22,7 @@ from kdod.detection import anchors as anchors_lib
 from kdod.detection import heads, losses, matcher, postprocess
 
 
-def build_network(config: "DetectorConfig") -> keras.Model:
+def build_network(config: DetectorConfig) -> keras.Model:
     """The functional network: images -> the output dict of the module docstring."""
     image_size, num_classes, anchor_config = (config.image_size, config.num_classes,
                                               config.anchor_config)
@@ -117,7 +117,7 @@ class Detector(keras.Model):
         targets = self.targets(batch) if targets is None else targets
         return losses.detection_loss(outputs, targets, self.anchors)
 
-    def exported_detector(self) -> "Detector":
+    def exported_detector(self) -> Detector:
         """What is exported and evaluated (a Distiller answers with its student).
 
         A method, not a property: Keras's weight saving walks properties, and one

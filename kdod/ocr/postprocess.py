@@ -107,12 +107,15 @@ class CropPreparation:
         trim: trim near-uniform rows/columns at the edges (at most this fraction per side).
         min_height: upscale crops lower than this many pixels (bicubic), at most 4x.
         contrast: stretch grey levels so 1% of pixels saturate at each end.
+        pad: fraction of the height added on every side in the edges' median colour, so
+            text detectors see glyphs that touched the crop's edge as whole.
     """
 
     margin: float = 0.08
     trim: float = 0.15
     min_height: int = 64
     contrast: bool = True
+    pad: float = 0.15
 
 
 def crop_box(image: np.ndarray, box: Sequence[float], margin: float = 0.0) -> np.ndarray:
@@ -155,12 +158,25 @@ def stretch_contrast(crop: np.ndarray) -> np.ndarray:
     return np.asarray(ImageOps.autocontrast(Image.fromarray(crop), cutoff=1))
 
 
+def pad_with_edge_colour(crop: np.ndarray, fraction: float) -> np.ndarray:
+    """Pads all sides by `fraction` of the height with the median colour of the edge pixels."""
+    width = max(1, round(fraction * crop.shape[0]))
+    edges = np.concatenate([crop[0], crop[-1], crop[:, 0], crop[:, -1]])
+    colour = np.median(edges, axis=0).astype(np.uint8)
+    padded = np.empty((crop.shape[0] + 2 * width, crop.shape[1] + 2 * width, 3), np.uint8)
+    padded[...] = colour
+    padded[width:-width, width:-width] = crop
+    return padded
+
+
 def prepare_crop(crop: np.ndarray, preparation: CropPreparation = CropPreparation()) -> np.ndarray:
-    """Trim, upscale and contrast-stretch a plate crop (the margin is taken when cutting it)."""
+    """Trim, upscale, contrast-stretch and pad a plate crop (the margin is taken when cutting it)."""
     crop = np.ascontiguousarray(np.asarray(crop, np.uint8)[..., :3])
     if preparation.trim > 0:
         crop = trim_uniform_edges(crop, preparation.trim)
     crop = upscale(crop, preparation.min_height)
     if preparation.contrast:
         crop = stretch_contrast(crop)
+    if preparation.pad > 0:
+        crop = pad_with_edge_colour(crop, preparation.pad)
     return np.ascontiguousarray(crop)
