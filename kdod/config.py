@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging as std_logging
 import inspect
 import re
 import sys
@@ -71,8 +72,19 @@ def resolve_gin_file(name: str) -> Path:
                       f"{hint} Available: {', '.join(known) or '(none)'}.")
 
 
+class _QuietGinProbes(std_logging.Filter):
+    """Drops gin's "Path not found" errors, logged for every search path an include tries
+    before the one that holds the file; a file that is missing everywhere still fails."""
+
+    def filter(self, record: std_logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(("Path not found:", "system_path_file_exists:"))
+
+
 def parse_gin(gin_files: Sequence[str] = (), gin_params: Sequence[str] = ()) -> None:
     """Loads every configurable and registered component, then the gin files and bindings."""
+    root = std_logging.getLogger()
+    if not any(isinstance(f, _QuietGinProbes) for f in root.filters):
+        root.addFilter(_QuietGinProbes())
     for module in CONFIGURABLE_MODULES:
         importlib.import_module(module)
     registry.load_all()
