@@ -12,6 +12,15 @@ $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
+	@# The tesseract OCR engine is a system program; without it its tests skip, saying why.
+	@if ! command -v tesseract >/dev/null; then \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && apt-get install -y -qq tesseract-ocr) \
+	      || echo "warning: apt-get could not install tesseract-ocr; tesseract tests will skip."; \
+	  else \
+	    echo "warning: tesseract-ocr not installed (needs apt-get as root); tesseract tests will skip."; \
+	  fi; \
+	fi
 	touch $@
 
 test: $(INSTALLED)

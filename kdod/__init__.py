@@ -9,6 +9,7 @@ from kdod.registry import (
     NECKS,
     OCR_BACKENDS,
     REGISTRIES,
+    TEACHERS,
     Registry,
     UnknownComponentError,
     load_plugins,
@@ -16,6 +17,7 @@ from kdod.registry import (
     register_loss,
     register_neck,
     register_ocr,
+    register_teacher,
 )
 
 __version__ = "0.1.0"
@@ -26,6 +28,7 @@ __all__ = [
     "NECKS",
     "OCR_BACKENDS",
     "REGISTRIES",
+    "TEACHERS",
     "Registry",
     "UnknownComponentError",
     "load_plugins",
@@ -33,4 +36,5 @@ __all__ = [
     "register_loss",
     "register_neck",
     "register_ocr",
+    "register_teacher",
 ]

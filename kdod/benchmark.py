@@ -228,9 +228,136 @@ def benchmark_distill() -> dict:
             "step_time": _distill_step_ratio(runs / "seed0" / "teacher")}
 
 
+def benchmark_ocr(scenes: int = 200) -> dict:
+    """OCR alone on plate crops of known text from the synthetic test split, per engine.
+
+    Exact match, CER and ms per plate, for three read modes: every line joined, the
+    registration line selected, and selected + format-guided correction. Two sets: the first
+    `scenes` test scenes as stored (lighting, blur, noise, JPEG, plates down to ~10 px high),
+    and the same scenes rendered clean (no effects), where the best engine must read >= 95%.
+    """
+    import tensorflow_datasets as tfds
+
+    from kdod import registry
+    from kdod.data import synthetic
+    from kdod.errors import KdodError
+    from kdod.metrics.text import evaluate_reader
+    from kdod.ocr import postprocess
+    from tfds_builders.synthetic_plates import synthetic_plates_dataset_builder as builder_lib
+
+    builder = tfds.builder("synthetic_plates/quick", data_dir=flags.FLAGS.data_dir)
+    builder.download_and_prepare()
+    margin = postprocess.CropPreparation.margin
+    sets: dict[str, tuple[list, list]] = {"test": ([], []), "clean": ([], [])}
+    for example in tfds.as_numpy(builder.as_dataset(split=f"test[:{scenes}]")):
+        for box, text in zip(example["objects"]["bbox"], example["objects"]["text"]):
+            sets["test"][0].append(postprocess.crop_box(example["image"], box, margin))
+            sets["test"][1].append(text.decode())
+    clean_config = builder.builder_config.scene_config().without_effects()
+    for index in range(scenes):
+        seed = builder_lib.scene_seed(builder.builder_config.seed, "test", index)
+        scene = synthetic.render_scene(seed, clean_config)
+        for box, text in zip(scene.boxes, scene.texts):
+            sets["clean"][0].append(postprocess.crop_box(scene.image, box, margin))
+            sets["clean"][1].append(text)
+
+    results: dict = {"plates": {name: len(texts) for name, (_, texts) in sets.items()},
+                     "formats": "synthetic", "engines": {}}
+    for engine in registry.OCR_BACKENDS.list():
+        try:
+            reader = registry.OCR_BACKENDS.build(engine)
+        except KdodError as error:
+            results["engines"][engine] = {"unavailable": str(error)}
+            continue
+        results["engines"][engine] = {name: evaluate_reader(reader, crops, texts, "synthetic")
+                                      for name, (crops, texts) in sets.items()}
+    clean = {engine: r["clean"]["selected_formats"]["exact_match"]
+             for engine, r in results["engines"].items() if "clean" in r}
+    best = max(clean, key=clean.get) if clean else None
+    results["best_engine_clean"] = best
+    results["target_clean_exact_match"] = 0.95
+    results["meets_target"] = bool(best) and clean[best] >= 0.95
+    return results
+
+
+def _exported_forms(model_dir: Path, image) -> dict:
+    """Exports the run in every form and measures each (see `_measure_export`)."""
+    from kdod import eval_lib, export_lib
+
+    detector = eval_lib.load_trained(model_dir)
+    export_dir = model_dir / "export"
+    forms = {"saved_model": export_lib.export(detector, export_dir, "saved_model",
+                                              model_dir=model_dir)}
+    for quantize in ("float32", "float16", "int8"):
+        forms[f"tflite_{quantize}"] = export_lib.export(detector, export_dir, "tflite", quantize,
+                                                        model_dir=model_dir)
+    return {name: _measure_export(path, image) for name, path in forms.items()}
+
+
+def _measure_export(path: Path, image) -> dict:
+    """Size (MB), batch-1 latency (ms) on `image` and COCO metrics on test of one export."""
+    from kdod import eval_lib, export_lib
+
+    loaded = export_lib.load_exported(path, num_threads=2)
+    files = [path, *path.rglob("*")] if path.is_dir() else [path]
+    results = {"size_mb": sum(p.stat().st_size for p in files if p.is_file()) / 2**20,
+               "latency_ms": 1000 * _timed(lambda: loaded.detect_image(image), 30),
+               **eval_lib.evaluate_exported(path, split="test")}
+    if isinstance(loaded, export_lib.TfliteDetector):  # The interpreter alone, without NMS.
+        results["network_ms"] = 1000 * _timed(lambda: loaded.network(image[None]), 50)
+    return results
+
+
+def benchmark_export() -> dict:
+    """Teacher and student in every form: file size, batch-1 latency (2 threads), COCO AP.
+
+    Keras latency is `detect` (network, decoding, NMS) on a model-size image; exported
+    latencies are `detect_image` on the same image (letterbox, network, decoding, NMS), and
+    for TFLite also the interpreter alone (network_ms).
+    """
+    import numpy as np
+    import tensorflow as tf
+
+    from kdod import eval_lib, train_lib
+    from kdod.experiment import latency_ms, train_and_evaluate
+
+    tf.config.threading.set_intra_op_parallelism_threads(2)
+    runs = _runs_dir() / "export"
+    data = f"input_pipeline.data_dir = {flags.FLAGS.data_dir!r}"
+    plan = {"teacher": ("teacher_small.gin", flags.FLAGS.teacher_steps),
+            "student": ("student_small.gin", flags.FLAGS.student_steps)}
+    results: dict = {}
+    for role, (recipe, steps) in plan.items():
+        model_dir = runs / role
+        metrics = train_and_evaluate([str(REPO_GIN / recipe)], [data, f"train.steps = {steps}"],
+                                     model_dir)
+        detector = eval_lib.load_trained(model_dir)
+        image = np.zeros([detector.image_size, detector.image_size, 3], np.uint8)
+        keras_form = {"size_mb": (model_dir / train_lib.DETECTOR_WEIGHTS).stat().st_size / 2**20,
+                      "latency_ms": latency_ms(detector), **metrics}
+        results[role] = {"recipe": recipe, "steps": steps, "keras": keras_form,
+                         **_exported_forms(model_dir, image)}
+    student, teacher = results["student"], results["teacher"]
+    int8_loss = student["tflite_float32"]["AP"] - student["tflite_int8"]["AP"]
+    int8_speedup = student["keras"]["latency_ms"] / student["tflite_int8"]["latency_ms"]
+    student_speedup = teacher["keras"]["latency_ms"] / student["keras"]["latency_ms"]
+    results["checks"] = {
+        "student_int8_AP_loss_points": 100 * int8_loss,
+        "student_int8_speedup_vs_keras_float32": int8_speedup,
+        "student_speedup_vs_teacher_keras": student_speedup,
+        "targets": {"int8_AP_loss_points_max": 1.0, "int8_speedup_min": 2.0,
+                    "student_speedup_min": 4.0},
+        "meets_targets": 100 * int8_loss <= 1.0 and int8_speedup >= 2.0
+        and student_speedup >= 4.0,
+    }
+    return results
+
+
 BENCHMARKS: dict[str, Callable[[], dict]] = {"data": benchmark_data,
                                              "detector": benchmark_detector,
-                                             "distill": benchmark_distill}
+                                             "distill": benchmark_distill,
+                                             "ocr": benchmark_ocr,
+                                             "export": benchmark_export}
 
 
 def _machine() -> dict:

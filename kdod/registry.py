@@ -143,10 +143,15 @@ BACKBONES = Registry("backbone", ["kdod.backbones"])
 NECKS = Registry("neck", ["kdod.detection.necks"])
 LOSSES = Registry("loss", ["kdod.distill.losses"])
 OCR_BACKENDS = Registry("ocr", ["kdod.ocr"])
+# Loaders of teachers that are not kdod runs: classes with `can_load(path) -> bool` and
+# `__init__(path)` (kdod.distill.teacher.load_teacher tries them in name order).
+TEACHERS = Registry("teacher")
 
-REGISTRIES: dict[str, Registry] = {r.kind: r for r in (BACKBONES, NECKS, LOSSES, OCR_BACKENDS)}
+REGISTRIES: dict[str, Registry] = {r.kind: r for r in (BACKBONES, NECKS, LOSSES, OCR_BACKENDS,
+                                                          TEACHERS)}
 
 register_backbone = BACKBONES.register
 register_neck = NECKS.register
 register_loss = LOSSES.register
 register_ocr = OCR_BACKENDS.register
+register_teacher = TEACHERS.register

@@ -40,7 +40,7 @@ class IncompatibleTeacherError(KdodError):
 class Distiller(keras.Model):
     """Trains `student` against a frozen `teacher` with weighted distillation losses."""
 
-    def __init__(self, student: Detector, teacher: Detector, losses: Mapping[str, float],
+    def __init__(self, student: Detector, teacher, losses: Mapping[str, float],
                  **kwargs):
         super().__init__(**kwargs)
         self.student = student
@@ -66,8 +66,11 @@ class Distiller(keras.Model):
         return adapters
 
     def _teacher_outputs(self, images: tf.Tensor) -> dict:
-        """The teacher in inference mode on images resized to its own input size."""
-        if self.teacher.image_size != self.image_size:
+        """The teacher in inference mode on images resized to its own input size.
+
+        An exported teacher (image_size None) resizes its input itself.
+        """
+        if self.teacher.image_size not in (None, self.image_size):
             images = tf.image.resize(tf.cast(images, tf.float32),
                                      [self.teacher.image_size, self.teacher.image_size])
         return tf.nest.map_structure(tf.stop_gradient, self.teacher(images, training=False))
@@ -106,10 +109,15 @@ def _instantiate(component: Callable) -> Callable:
     return component() if inspect.isclass(component) else component
 
 
-def _check_anchor_layouts(names, losses, student: Detector, teacher: Detector) -> None:
+def _check_anchor_layouts(names, losses, student: Detector, teacher) -> None:
     anchor_level = [n for n, loss in zip(names, losses) if getattr(loss, "anchor_level", False)]
     if not anchor_level:
         return
+    if teacher.anchors is None:  # An exported teacher: detections only.
+        raise IncompatibleTeacherError(
+            f"{', '.join(anchor_level)} compare teacher and student anchor by anchor, but the "
+            f"teacher is an exported model that only gives detections. Use the pseudo_labels "
+            f"loss, which works on detections.")
     differences = anchors_lib.describe_differences(
         teacher.config.anchor_config, student.config.anchor_config, teacher.image_size,
         student.image_size)

@@ -1,5 +1,8 @@
 """Restoring a trained teacher from its model_dir, built by its own operative gin config.
 
+A teacher that is not a kdod run (an exported TF OD API SavedModel, ...) is loaded by the
+first registered teacher loader (kdod.TEACHERS, filled by plugins) that recognises the path.
+
 The teacher's operative config is parsed under the gin scope "teacher", so its settings
 (backbone, widths, anchors, ...) never mix with the student's unscoped ones: the
 operative config lists every parameter the teacher's run used, defaults included.
@@ -12,7 +15,7 @@ from pathlib import Path
 
 import gin
 
-from kdod import config
+from kdod import config, registry
 from kdod.detection.detector import Detector, DetectorConfig
 from kdod.errors import KdodError
 from kdod.train_lib import DETECTOR_WEIGHTS, load_detector
@@ -32,8 +35,12 @@ def scope_bindings(gin_text: str, scope: str) -> str:
                      for line in gin_text.splitlines())
 
 
-def load_teacher(model_dir: str | Path, train_command_hint: str = "") -> Detector:
-    """The trained, frozen teacher Detector of `model_dir`."""
+def load_teacher(model_dir: str | Path, train_command_hint: str = ""):
+    """The trained, frozen teacher of `model_dir`: a Detector, or a registered loader's teacher."""
+    for name in registry.TEACHERS.list():
+        loader = registry.TEACHERS.get(name)
+        if loader.can_load(model_dir):
+            return loader(model_dir)
     folder = Path(model_dir)
     operative = folder / config.OPERATIVE_CONFIG
     weights = folder / DETECTOR_WEIGHTS
@@ -41,8 +48,8 @@ def load_teacher(model_dir: str | Path, train_command_hint: str = "") -> Detecto
         hint = train_command_hint or (f"python -m kdod.train --gin_file=gin/teacher_small.gin "
                                       f"--model_dir={model_dir}")
         raise TeacherNotFoundError(f"No trained teacher in {model_dir} (need "
-                                   f"{config.OPERATIVE_CONFIG} and {DETECTOR_WEIGHTS}). Train "
-                                   f"one first:\n  {hint}")
+                                   f"{config.OPERATIVE_CONFIG} and {DETECTOR_WEIGHTS}, or an "
+                                   f"exported SavedModel). Train one first:\n  {hint}")
     gin.parse_config(scope_bindings(operative.read_text(), TEACHER_SCOPE))
     with gin.config_scope(TEACHER_SCOPE):
         teacher = Detector(DetectorConfig(), name="teacher")

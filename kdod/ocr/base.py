@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -41,6 +41,13 @@ class TextLine:
     @property
     def height(self) -> float:
         return self.box[3] - self.box[1]
+
+
+def polygon_bounds(points: Sequence[Sequence[float]]) -> tuple[float, float, float, float]:
+    """The axis-aligned box (x0, y0, x1, y1) of a polygon's points (engines give quadrilaterals)."""
+    xy = np.asarray(points, np.float64).reshape(-1, 2)
+    (x0, y0), (x1, y1) = xy.min(axis=0), xy.max(axis=0)
+    return float(x0), float(y0), float(x1), float(y1)
 
 
 @runtime_checkable
@@ -95,7 +102,7 @@ def candidate_lines(lines: Sequence[TextLine]) -> list[TextLine]:
     return candidates
 
 
-def registration_likeness(line: TextLine, tallest: float, crop_height: float,
+def registration_likeness(line: TextLine, tallest: float, widest: float, crop_height: float,
                           patterns: Sequence[str]) -> float:
     """How much a (normalized) line looks like the registration; higher is more likely."""
     centre = (line.box[1] + line.box[3]) / 2 / max(crop_height, 1.0)
@@ -103,6 +110,7 @@ def registration_likeness(line: TextLine, tallest: float, crop_height: float,
     plausible_length = MIN_LENGTH + 2 <= len(line.text) <= MAX_LENGTH - 2
     return (3.0 * line.height / max(tallest, 1e-6)  # the registration has the largest glyphs
             + 1.0 * (1.0 - min(1.0, 2 * abs(centre - 0.5)))  # and sits mid-plate
+            + 1.0 * (line.box[2] - line.box[0]) / max(widest, 1e-6)  # spanning most of it
             + 2.0 * in_format
             + 0.7 * any(c.isdigit() for c in line.text)  # state names and slogans have none
             + 0.5 * plausible_length
@@ -117,8 +125,17 @@ def select_registration(lines: Sequence[TextLine], crop_height: float,
     if not candidates:
         return None
     tallest = max(line.height for line in candidates)
-    return max(candidates,
-               key=lambda line: registration_likeness(line, tallest, crop_height, patterns))
+    widest = max(line.box[2] - line.box[0] for line in candidates)
+    return max(candidates, key=lambda line: registration_likeness(line, tallest, widest,
+                                                                  crop_height, patterns))
+
+
+def read_bands(crop: np.ndarray, boxes: Sequence[tuple[float, float, float, float]],
+               recognise: Callable[[np.ndarray], tuple[str, float]]) -> list[TextLine]:
+    """Each box's band read as one line by a single-line recogniser; the whole crop if no box."""
+    if not boxes:
+        boxes = [(0.0, 0.0, float(crop.shape[1]), float(crop.shape[0]))]
+    return [TextLine(*recognise(postprocess.cut_band(crop, box)), box) for box in boxes]
 
 
 def join_all(lines: Sequence[TextLine]) -> str:
@@ -139,6 +156,9 @@ class ReadOptions:
     formats: str | Sequence[str] | None = None
     correct: bool = True
     select: bool = True
+
+    def __post_init__(self):
+        postprocess.resolve_formats(self.formats)  # An unknown region fails here, not mid-run.
 
 
 def lines_to_plate(lines: Sequence[TextLine], crop_height: float,

@@ -102,13 +102,6 @@ class EasyOcrBackend(base.LineReader):
         # EasyOCR takes arrays as OpenCV does, in BGR order.
         results = self.reader.readtext(np.ascontiguousarray(crop[..., ::-1]), detail=1,
                                        paragraph=False)
-        return [base.TextLine(text, float(score), _bounds(points))
+        return [base.TextLine(text, float(score), base.polygon_bounds(points))
                 for points, text, score in results]
 
-
-def _bounds(points: Sequence[Sequence[float]]) -> tuple[float, float, float, float]:
-    """The axis-aligned box (x0, y0, x1, y1) of a polygon's points."""
-    xy = np.asarray(points, np.float64).reshape(-1, 2)
-    x0, y0 = xy.min(axis=0)
-    x1, y1 = xy.max(axis=0)
-    return float(x0), float(y0), float(x1), float(y1)

@@ -123,10 +123,12 @@ def crop_box(image: np.ndarray, box: Sequence[float], margin: float = 0.0) -> np
     height, width = image.shape[:2]
     ymin, xmin, ymax, xmax = np.asarray(box, np.float64) * [height, width, height, width]
     dy, dx = margin * (ymax - ymin), margin * (xmax - xmin)
-    top, left = int(max(0, np.floor(ymin - dy))), int(max(0, np.floor(xmin - dx)))
-    bottom = int(min(height, np.ceil(ymax + dy)))
-    right = int(min(width, np.ceil(xmax + dx)))
-    return image[top:max(bottom, top + 1), left:max(right, left + 1)]
+    # At least one pixel, even for a degenerate box on the image's edge.
+    top = int(np.clip(np.floor(ymin - dy), 0, height - 1))
+    left = int(np.clip(np.floor(xmin - dx), 0, width - 1))
+    bottom = int(np.clip(np.ceil(ymax + dy), top + 1, height))
+    right = int(np.clip(np.ceil(xmax + dx), left + 1, width))
+    return image[top:bottom, left:right]
 
 
 def trim_uniform_edges(crop: np.ndarray, max_fraction: float, max_std: float = 12.0) -> np.ndarray:
@@ -180,3 +182,43 @@ def prepare_crop(crop: np.ndarray, preparation: CropPreparation = CropPreparatio
     if preparation.pad > 0:
         crop = pad_with_edge_colour(crop, preparation.pad)
     return np.ascontiguousarray(crop)
+
+
+def cut_band(crop: np.ndarray, box: Sequence[float], margin: float = 0.2) -> np.ndarray:
+    """The pixels of a text line's box (x0, y0, x1, y1) plus `margin` of its height all round."""
+    x0, y0, x1, y1 = box
+    pad = margin * (y1 - y0)
+    top, left = int(max(0, y0 - pad)), int(max(0, x0 - pad))
+    bottom, right = int(min(crop.shape[0], y1 + pad)), int(min(crop.shape[1], x1 + pad))
+    return crop[top:max(bottom, top + 1), left:max(right, left + 1)]
+
+
+def otsu_threshold(grey: np.ndarray) -> float:
+    """The grey level that best splits the pixels into two classes (Otsu's method)."""
+    histogram = np.bincount(np.clip(grey, 0, 255).astype(np.uint8).ravel(), minlength=256)
+    levels = np.arange(256, dtype=np.float64)
+    weight = np.cumsum(histogram).astype(np.float64)
+    mean = np.cumsum(histogram * levels)
+    total, total_mean = weight[-1], mean[-1]
+    between = (total_mean * weight - total * mean) ** 2 / np.maximum(weight * (total - weight), 1)
+    return float(np.argmax(between))
+
+
+def text_rows(crop: np.ndarray, min_fraction: float = 0.12, ink_share: float = 0.06
+              ) -> list[tuple[float, float, float, float]]:
+    """Boxes (x0, y0, x1, y1) of horizontal bands holding text, found without an OCR engine.
+
+    Pixels are split into ink and plate by Otsu's threshold (ink is the minority, so dark text
+    on light plates and light text on dark ones both work); rows where enough of the central
+    columns are ink form bands, and bands lower than `min_fraction` of the crop (frame lines,
+    bolts) are dropped. Engines without a layout step read each band as one line.
+    """
+    grey = crop.mean(axis=2) if crop.ndim == 3 else crop.astype(np.float64)
+    height, width = grey.shape
+    dark = grey < otsu_threshold(grey)
+    ink = dark if dark.mean() < 0.5 else ~dark
+    profile = ink[:, width // 20:width - width // 20].mean(axis=1)
+    rows = np.flatnonzero(np.diff(np.concatenate([[0], profile > ink_share, [0]]).astype(int)))
+    bands = [(float(start), float(end)) for start, end in zip(rows[::2], rows[1::2])
+             if end - start >= min_fraction * height]
+    return [(0.0, y0, float(width), y1) for y0, y1 in bands]

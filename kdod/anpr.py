@@ -1,0 +1,89 @@
+"""Automatic number-plate recognition: detector -> plate crops -> OCR -> plate text with scores.
+
+The detector sees each image letterboxed into its square input; boxes are mapped back to the
+original image, and crops are cut from the original pixels (more detail than the model input).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from kdod.data import augment
+from kdod.detection.detector import Detector
+from kdod.eval_lib import to_pixels
+from kdod.ocr import postprocess
+from kdod.ocr.base import OcrBackend, PlateRead
+
+
+@dataclasses.dataclass(frozen=True)
+class PlateResult:
+    """One plate: box (ymin, xmin, ymax, xmax) normalized to the original image, scores, text."""
+
+    box: tuple[float, float, float, float]
+    score: float
+    text: str
+    text_score: float
+
+    def box_pixels(self, image_shape: Sequence[int]) -> list[float]:
+        """The box as [xmin, ymin, xmax, ymax] pixels of an image of `image_shape` (H, W, ...)."""
+        height, width = image_shape[:2]
+        ymin, xmin, ymax, xmax = self.box
+        return [round(xmin * width, 1), round(ymin * height, 1), round(xmax * width, 1),
+                round(ymax * height, 1)]
+
+
+class PlateRecognizer:
+    """Detects plates and reads them.
+
+    Args:
+        detector: a trained Detector (e.g. `eval_lib.load_trained(model_dir)`).
+        ocr: an OCR backend (e.g. `kdod.OCR_BACKENDS.build("easyocr")`).
+        min_score: detections scoring lower are dropped before OCR.
+        margin: fraction of a box's size added around it when cutting the crop.
+    """
+
+    def __init__(self, detector: Detector, ocr: OcrBackend, min_score: float = 0.3,
+                 margin: float = postprocess.CropPreparation.margin):
+        self.detector = detector
+        self.ocr = ocr
+        self.min_score = min_score
+        self.margin = margin
+        self._detect = tf.function(detector.detect)
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Per image: boxes normalized to the original image [N, 4] and their scores [N]."""
+        size = self.detector.image_size
+        batch, windows = [], []
+        for image in images:
+            hw = tf.shape(image)[:2]
+            window = augment.letterbox_window(hw)
+            batch.append(augment.crop_resize(tf.convert_to_tensor(image), window, size))
+            windows.append(window.numpy())
+        detections = {k: v.numpy() for k, v in self._detect(tf.stack(batch)).items()}
+        results = []
+        for i, image in enumerate(images):
+            count = int(detections["num_detections"][i])
+            scores = detections["scores"][i, :count]
+            keep = scores >= self.min_score
+            height, width = image.shape[:2]
+            pixels = to_pixels(detections["boxes"][i, :count][keep], windows[i],
+                               np.array([height, width]))
+            results.append((pixels / [height, width, height, width], scores[keep]))
+        return results
+
+    def __call__(self, images: Sequence[np.ndarray]) -> list[list[PlateResult]]:
+        """Plates found in each uint8 RGB image, with their text."""
+        detected = self.detect(images)
+        crops = [postprocess.crop_box(image, box, self.margin)
+                 for image, (boxes, _) in zip(images, detected) for box in boxes]
+        reads = iter(self.ocr.read(crops) if crops else [])
+        return [[_result(box, score, next(reads)) for box, score in zip(boxes, scores)]
+                for boxes, scores in detected]
+
+
+def _result(box: np.ndarray, score: float, read: PlateRead) -> PlateResult:
+    return PlateResult(tuple(float(v) for v in box), float(score), read.text, read.score)

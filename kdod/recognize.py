@@ -1,0 +1,157 @@
+r"""Reads licence plates in images, folders and videos with a trained detector and an OCR engine.
+
+    python -m kdod.recognize --model_dir=runs/tiny --ocr=easyocr photos/ car.jpg [clip.mp4]
+
+Writes <output_dir>/plates.jsonl, one JSON line per plate
+({"file", "frame", "box": [xmin, ymin, xmax, ymax] pixels, "score", "text", "text_score"}), and
+an annotated picture per image (or video frame) with each box and its text. Video files need
+OpenCV (installed with any OCR extra). An unreadable file is reported and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from absl import flags
+from PIL import Image, UnidentifiedImageError
+
+from kdod import config
+
+flags.adopt_module_key_flags(config)
+
+flags.DEFINE_string("ocr", "easyocr", "OCR backend: a name in kdod.OCR_BACKENDS.")
+flags.DEFINE_string("formats", None, "Plate formats for correction: a region of "
+                    "kdod.ocr.postprocess.PLATE_FORMATS ('us', 'uk+us') or patterns "
+                    "like 'LLDDLLL,DLLLDDD' (L letter, D digit).")
+flags.DEFINE_string("output_dir", "recognized", "Folder for plates.jsonl and annotated images.")
+flags.DEFINE_float("min_score", 0.3, "Detections below this score are ignored.")
+flags.DEFINE_integer("video_stride", 10, "Read every n-th frame of a video.")
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
+
+
+def expand_paths(paths: list[str]) -> list[Path]:
+    """Files given, and the image/video files inside given folders (sorted)."""
+    files = []
+    for name in paths:
+        path = Path(name)
+        if path.is_dir():
+            files.extend(sorted(p for p in path.rglob("*")
+                                if p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES))
+        elif path.exists():
+            files.append(path)
+        else:
+            raise config.ConfigError(f"{name} does not exist.")
+    return files
+
+
+def load_image(path: Path) -> np.ndarray:
+    """uint8 RGB pixels; raises OSError/UnidentifiedImageError for unreadable files."""
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGB"))
+
+
+def video_frames(path: Path, stride: int) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame number, RGB pixels) of every `stride`-th frame."""
+    try:
+        import cv2
+    except ImportError:
+        raise OSError("reading videos needs OpenCV: pip install opencv-python-headless") from None
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise OSError("OpenCV cannot open it as a video")
+    try:
+        number = 0
+        while True:
+            ok, frame = capture.read()
+            if not ok:
+                return
+            if number % stride == 0:
+                yield number, frame[..., ::-1]
+            number += 1
+    finally:
+        capture.release()
+
+
+def frames_of(path: Path, stride: int) -> Iterator[tuple[int | None, np.ndarray]]:
+    """An image as one frame (number None), or a video's sampled frames."""
+    if path.suffix.lower() in VIDEO_SUFFIXES:
+        yield from video_frames(path, stride)
+    else:
+        yield None, load_image(path)
+
+
+def annotate(image: np.ndarray, plates) -> np.ndarray:
+    from kdod import visualize
+
+    boxes = np.array([plate.box for plate in plates], np.float32).reshape(-1, 4)
+    captions = [f"{plate.text or '?'} ({plate.text_score:.2f})" for plate in plates]
+    return visualize.draw_boxes(image, boxes, captions, visualize.PREDICTION)
+
+
+def picture_name(path: Path, frame: int | None) -> str:
+    return f"{path.stem}.png" if frame is None else f"{path.stem}_frame{frame:06d}.png"
+
+
+def recognize_files(recognizer, files: list[Path], output_dir: Path,
+                    stride: int = 10) -> tuple[int, list[str]]:
+    """Writes plates.jsonl and annotated pictures; returns (plates written, skipped reports)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    written, skipped = 0, []
+    with open(output_dir / "plates.jsonl", "w", encoding="utf-8") as lines:
+        for path in files:
+            try:
+                for frame, image in frames_of(path, stride):
+                    plates = recognizer([image])[0]
+                    for plate in plates:
+                        record = {"file": str(path), "frame": frame,
+                                  "box": plate.box_pixels(image.shape), "score": plate.score,
+                                  "text": plate.text, "text_score": plate.text_score}
+                        lines.write(json.dumps(record) + "\n")
+                        written += 1
+                    Image.fromarray(annotate(image, plates)).save(
+                        output_dir / picture_name(path, frame))
+            except (OSError, UnidentifiedImageError, ValueError) as error:
+                report = f"skipped {path}: {type(error).__name__}: {error}"
+                print(report, file=sys.stderr)
+                skipped.append(report)
+    return written, skipped
+
+
+def main(argv: list[str]) -> None:
+    model_dir = flags.FLAGS.model_dir
+    if not model_dir:
+        raise config.ConfigError("--model_dir is required: the directory of a training run.")
+    if len(argv) < 2:
+        raise config.ConfigError("Give images, folders or videos to read.")
+    files = expand_paths(argv[1:])
+    gin_files = flags.FLAGS.gin_file or [str(Path(model_dir) / config.FULL_CONFIG)]
+    config.parse_gin(gin_files, flags.FLAGS.gin_param)
+    from kdod import anpr, eval_lib, registry  # After flag parsing: TensorFlow loads slowly.
+    from kdod.ocr import ReadOptions
+
+    formats = flags.FLAGS.formats
+    if formats and "," in formats:
+        formats = formats.split(",")
+    try:
+        options = ReadOptions(formats=formats)
+        ocr = registry.OCR_BACKENDS.build(flags.FLAGS.ocr, options=options)
+    except ValueError as error:
+        raise config.ConfigError(str(error)) from None
+    recognizer = anpr.PlateRecognizer(eval_lib.load_trained(model_dir), ocr,
+                                      min_score=flags.FLAGS.min_score)
+    output_dir = Path(flags.FLAGS.output_dir)
+    written, skipped = recognize_files(recognizer, files, output_dir, flags.FLAGS.video_stride)
+    logging.info("Done.")
+    print(f"{written} plates from {len(files) - len(skipped)} files written to "
+          f"{output_dir / 'plates.jsonl'}; {len(skipped)} skipped.")
+
+
+if __name__ == "__main__":
+    config.run(main)

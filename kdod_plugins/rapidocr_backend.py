@@ -1,0 +1,57 @@
+"""RapidOCR backend (rapidocr-onnxruntime: PaddleOCR's models on ONNX Runtime, shipped in the
+wheel, so it runs offline).
+
+RapidOCR's detector finds where text is; pieces on one row are merged (it splits plates into
+overlapping pieces that, recognised apart, repeat characters), and each row's band is read by
+the recogniser as one line. The registration is then selected among the rows (base.py).
+Without any detection (or with ``detect_lines=False``) the recogniser reads the whole crop,
+which on real US crops read 69% of plates exactly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kdod.errors import KdodError
+from kdod.ocr import base, postprocess
+from kdod.registry import register_ocr
+
+
+@register_ocr("rapidocr")
+class RapidOcrBackend(base.LineReader):
+    """RapidOCR text detection for the rows, and recognition of each row's band.
+
+    Args:
+        detect_lines: find text rows first; False recognises the whole crop as one line.
+        options, preparation: see base.ReadOptions and postprocess.CropPreparation.
+    """
+
+    def __init__(self, detect_lines: bool = True, options: base.ReadOptions | None = None,
+                 preparation: postprocess.CropPreparation | None = None):
+        super().__init__(options or base.ReadOptions(),
+                         preparation or postprocess.CropPreparation())
+        try:
+            from rapidocr_onnxruntime import RapidOCR
+        except ImportError as error:
+            raise KdodError(base.install_hint("rapidocr", "rapidocr") + f" ({error})") from None
+        self.engine = RapidOCR()
+        self.detect_lines = detect_lines
+
+    def rows(self, crop: np.ndarray) -> list[tuple[float, float, float, float]]:
+        """Boxes of the text rows RapidOCR's detector finds."""
+        boxes, _ = self.engine(_bgr(crop), use_cls=False, use_rec=False)
+        pieces = [base.TextLine("", 1.0, base.polygon_bounds(box)) for box in boxes or []]
+        return [row.box for row in base.group_rows(pieces)]
+
+    def read_band(self, band: np.ndarray) -> tuple[str, float]:
+        results, _ = self.engine(_bgr(band), use_det=False, use_cls=False, use_rec=True)
+        text, score = results[0] if results else ("", 0.0)
+        return text, float(score)
+
+    def read_lines(self, crop: np.ndarray) -> list[base.TextLine]:
+        return base.read_bands(crop, self.rows(crop) if self.detect_lines else [], self.read_band)
+
+
+def _bgr(image: np.ndarray) -> np.ndarray:
+    """RapidOCR takes arrays in OpenCV's BGR order."""
+    return np.ascontiguousarray(image[..., ::-1])
