@@ -6,6 +6,20 @@ import gin
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+TINY_GIN = str(REPO / "gin" / "tiny.gin")
+# With gin/tiny.gin: a detector that overfits the first 8 tiny training images (no
+# augmentation, a wider tiny CNN), so tests have a model that really finds plates.
+OVERFIT_TINY = [
+    "input_pipeline.sources = [('synthetic_plates/tiny', 'train[:8]', 1.0)]",
+    "eval/input_pipeline.sources = [('synthetic_plates/tiny', 'train[:8]', 1.0)]",
+    "input_pipeline.augmentation = @Augmentation()",
+    "Augmentation.min_scale = 1.0", "Augmentation.max_scale = 1.0",
+    "Augmentation.flip_prob = 0.0", "Augmentation.brightness = 0.0",
+    "Augmentation.contrast = 0.0", "Augmentation.saturation = 0.0", "Augmentation.hue = 0.0",
+    "train.summary_images = 0", "make_optimizer.learning_rate = 0.01",
+    "make_optimizer.warmup_steps = 20", "tiny_cnn.width = 16", "fpn_lite.filters = 48",
+    "DetectorConfig.head_convs = 2",
+]
 
 
 @pytest.fixture(scope="session")

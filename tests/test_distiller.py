@@ -5,7 +5,7 @@ import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO
+from conftest import TINY_GIN as TINY
 
 from kdod import config, train_lib
 from kdod.detection.anchors import AnchorConfig
@@ -13,7 +13,6 @@ from kdod.detection.detector import Detector, DetectorConfig
 from kdod.distill.distiller import Distiller, IncompatibleTeacherError
 from kdod.distill.teacher import TeacherNotFoundError, load_teacher
 
-TINY = str(REPO / "gin" / "tiny.gin")
 ANCHORS = AnchorConfig(min_level=3, max_level=5, scales_per_octave=1)
 
 

@@ -8,26 +8,15 @@ import gin
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO
+from conftest import OVERFIT_TINY, TINY_GIN as TINY
 
 from kdod import config, eval_lib, export_lib, train_lib
 from kdod.data import augment, tfod
 from kdod.data.pipeline import load_examples
 
-TINY = str(REPO / "gin" / "tiny.gin")
 # Overfits the first 8 training images in about 20 s, so the exports have plates to find.
-OVERFIT = [
-    "input_pipeline.sources = [('synthetic_plates/tiny', 'train[:8]', 1.0)]",
-    "eval/input_pipeline.sources = [('synthetic_plates/tiny', 'train[:8]', 1.0)]",
-    "input_pipeline.augmentation = @Augmentation()",
-    "Augmentation.min_scale = 1.0", "Augmentation.max_scale = 1.0",
-    "Augmentation.flip_prob = 0.0", "Augmentation.brightness = 0.0",
-    "Augmentation.contrast = 0.0", "Augmentation.saturation = 0.0", "Augmentation.hue = 0.0",
-    "train.steps = 200", "train.checkpoint_every = 200", "train.summary_images = 0",
-    "make_optimizer.learning_rate = 0.01", "make_optimizer.warmup_steps = 20",
-    "tiny_cnn.width = 16", "fpn_lite.filters = 48", "DetectorConfig.head_convs = 2",
-    "export.calibration_count = 4",
-]
+OVERFIT = [*OVERFIT_TINY, "train.steps = 200", "train.checkpoint_every = 200",
+           "export.calibration_count = 4"]
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import test_export
-from conftest import REPO
+from conftest import TINY_GIN as TINY
 
 from kdod import config, export_lib, train_lib
 from kdod.data.pipeline import input_pipeline
@@ -15,7 +15,6 @@ from kdod.distill.distiller import Distiller, IncompatibleTeacherError
 from kdod.distill.teacher import TeacherNotFoundError, load_teacher
 from kdod_plugins.tfod_teacher import TfodSavedModelTeacher
 
-TINY = str(REPO / "gin" / "tiny.gin")
 OVERFIT = test_export.OVERFIT
 tiny_export = test_export.tiny_export  # The session's trained, exported teacher.
 

@@ -8,30 +8,18 @@ import time
 
 import pytest
 import tensorflow as tf
-from conftest import REPO
+from conftest import OVERFIT_TINY, TINY_GIN as TINY
 
 from kdod import config, eval_lib, train_lib
 from kdod.detection.detector import Detector
-
-TINY = str(REPO / "gin" / "tiny.gin")
-
 
 def _bindings(data_dir, *extra):
     return [f"input_pipeline.data_dir = '{data_dir}'", *extra]
 
 
 def test_tiny_detector_overfits_a_handful_of_images(tiny_data_dir, tmp_path, clean_gin):
-    config.parse_gin([TINY], _bindings(
-        tiny_data_dir,
-        "input_pipeline.sources = [('synthetic_plates/tiny', 'train[:8]', 1.0)]",
-        "eval/input_pipeline.sources = [('synthetic_plates/tiny', 'train[:8]', 1.0)]",
-        "input_pipeline.augmentation = @Augmentation()",
-        "Augmentation.min_scale = 1.0", "Augmentation.max_scale = 1.0",
-        "Augmentation.flip_prob = 0.0", "Augmentation.brightness = 0.0",
-        "Augmentation.contrast = 0.0", "Augmentation.saturation = 0.0", "Augmentation.hue = 0.0",
-        "train.steps = 400", "train.checkpoint_every = 100", "train.summary_images = 0",
-        "make_optimizer.learning_rate = 0.01", "make_optimizer.warmup_steps = 20",
-        "tiny_cnn.width = 16", "fpn_lite.filters = 48", "DetectorConfig.head_convs = 2"))
+    config.parse_gin([TINY], _bindings(tiny_data_dir, *OVERFIT_TINY, "train.steps = 400",
+                                       "train.checkpoint_every = 100"))
     model = train_lib.train(str(tmp_path))
     losses = model.history.history["total"]
     assert losses[-1] < 0.3 * losses[0], losses
