@@ -90,3 +90,13 @@ def test_mix_follows_weights():
     b = tf.data.Dataset.from_tensors(1)
     draws = list(pipeline.mix([a, b], [3.0, 1.0], seed=0).take(2000).as_numpy_iterator())
     assert 0.70 < 1 - np.mean(draws) < 0.80
+
+
+def test_large_images_are_area_averaged_not_aliased():
+    """Stripes 0, 0, 255 (mean 85) shrunk 20x: point sampling would land on the zeros."""
+    stripes = np.tile(np.array([0, 0, 255], np.uint8), 400)[:1000]
+    image = np.repeat(np.repeat(stripes[None, :, None], 1000, axis=0), 3, axis=2)
+    example = {"image": tf.constant(image), "boxes": tf.zeros([0, 4]),
+               "labels": tf.zeros([0], tf.int32)}
+    out = augment.letterbox(example, 50)["image"].numpy()
+    assert abs(out.mean() - 85) < 5 and out.std() < 10
