@@ -228,13 +228,14 @@ def benchmark_distill() -> dict:
             "step_time": _distill_step_ratio(runs / "seed0" / "teacher")}
 
 
-def benchmark_ocr(scenes: int = 200) -> dict:
+def benchmark_ocr(scenes: int = 100, legible_px: int = 24) -> dict:
     """OCR alone on plate crops of known text from the synthetic test split, per engine.
 
     Exact match, CER and ms per plate, for three read modes: every line joined, the
-    registration line selected, and selected + format-guided correction. Two sets: the first
+    registration line selected, and selected + format-guided correction. Sets: the first
     `scenes` test scenes as stored (lighting, blur, noise, JPEG, plates down to ~10 px high),
-    and the same scenes rendered clean (no effects), where the best engine must read >= 95%.
+    and the same scenes rendered clean (no effects), split into plates at least `legible_px`
+    high ("clean", where the best engine must read >= 95%) and smaller ones ("clean_small").
     """
     import tensorflow_datasets as tfds
 
@@ -248,7 +249,8 @@ def benchmark_ocr(scenes: int = 200) -> dict:
     builder = tfds.builder("synthetic_plates/quick", data_dir=flags.FLAGS.data_dir)
     builder.download_and_prepare()
     margin = postprocess.CropPreparation.margin
-    sets: dict[str, tuple[list, list]] = {"test": ([], []), "clean": ([], [])}
+    sets: dict[str, tuple[list, list]] = {"test": ([], []), "clean": ([], []),
+                                          "clean_small": ([], [])}
     for example in tfds.as_numpy(builder.as_dataset(split=f"test[:{scenes}]")):
         for box, text in zip(example["objects"]["bbox"], example["objects"]["text"]):
             sets["test"][0].append(postprocess.crop_box(example["image"], box, margin))
@@ -258,11 +260,13 @@ def benchmark_ocr(scenes: int = 200) -> dict:
         seed = builder_lib.scene_seed(builder.builder_config.seed, "test", index)
         scene = synthetic.render_scene(seed, clean_config)
         for box, text in zip(scene.boxes, scene.texts):
-            sets["clean"][0].append(postprocess.crop_box(scene.image, box, margin))
-            sets["clean"][1].append(text)
+            legible = (box[2] - box[0]) * clean_config.height >= legible_px
+            crops, texts = sets["clean" if legible else "clean_small"]
+            crops.append(postprocess.crop_box(scene.image, box, margin))
+            texts.append(text)
 
     results: dict = {"plates": {name: len(texts) for name, (_, texts) in sets.items()},
-                     "formats": "synthetic", "engines": {}}
+                     "legible_px": legible_px, "formats": "synthetic", "engines": {}}
     for engine in registry.OCR_BACKENDS.list():
         try:
             reader = registry.OCR_BACKENDS.build(engine)

