@@ -3,6 +3,8 @@ r"""Benchmarks; each writes its numbers to a JSON file (default benchmarks/<name
     python -m kdod.benchmark data       # synthetic generation and input pipeline, images/s
     python -m kdod.benchmark detector   # recipe training speed, latency, head cost, student AP50
     python -m kdod.benchmark distill    # teacher / student / distilled AP over seeds, step cost
+    python -m kdod.benchmark ocr        # exact match, CER and ms per plate of each OCR engine
+    python -m kdod.benchmark export     # size, latency and AP of Keras/SavedModel/TFLite forms
 
 Speed targets are checked here, never in timed tests.
 """
