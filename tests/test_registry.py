@@ -13,30 +13,32 @@ from kdod.registry import Registry, UnknownComponentError
 
 @pytest.fixture(scope="module")
 def colours():
-    registry = Registry("colour_test")  # gin keeps configurables for the process: build once.
-    for name in ("mobilenet_v2", "mobilenet_v3_small", "resnet50"):
+    # gin keeps configurables for the whole process: build once, with names no real
+    # component has (a second "mobilenet_v2" would make gin bindings of it ambiguous).
+    registry = Registry("colour_test")
+    for name in ("toy_mobilenet_v2", "toy_mobilenet_v3_small", "toy_resnet50"):
         registry.register(name)(lambda name=name: name)
     return registry
 
 
 def test_lookup_and_wildcard_list(colours):
-    assert colours.get("resnet50")() == "resnet50"
-    assert colours.list("mobilenet*") == ["mobilenet_v2", "mobilenet_v3_small"]
-    assert colours.list() == ["mobilenet_v2", "mobilenet_v3_small", "resnet50"]
-    assert "resnet50" in colours and "resnet18" not in colours
+    assert colours.get("toy_resnet50")() == "toy_resnet50"
+    assert colours.list("toy_mobilenet*") == ["toy_mobilenet_v2", "toy_mobilenet_v3_small"]
+    assert colours.list() == ["toy_mobilenet_v2", "toy_mobilenet_v3_small", "toy_resnet50"]
+    assert "toy_resnet50" in colours and "toy_resnet18" not in colours
 
 
 def test_unknown_name_suggests_the_closest(colours):
     with pytest.raises(UnknownComponentError) as error:
-        colours.get("mobilenetv2")
+        colours.get("toy_mobilenetv2")
     message = str(error.value)
-    assert "Did you mean 'mobilenet_v2'" in message
-    assert "Known: mobilenet_v2, mobilenet_v3_small, resnet50" in message
+    assert "Did you mean 'toy_mobilenet_v2'" in message
+    assert "Known: toy_mobilenet_v2, toy_mobilenet_v3_small, toy_resnet50" in message
 
 
 def test_duplicate_registration_is_refused(colours):
     with pytest.raises(ValueError, match="registered twice"):
-        colours.register("resnet50")(lambda: None)
+        colours.register("toy_resnet50")(lambda: None)
 
 
 def test_registered_component_is_configurable_in_gin_under_its_name():
