@@ -96,8 +96,9 @@ def parse_gin(gin_files: Sequence[str] = (), gin_params: Sequence[str] = ()) -> 
     except tokenize.TokenError as error:  # An unclosed bracket or quote runs to the end.
         raise ConfigError(f"gin: a bracket or quote is never closed ({error.args[0]}).") from None
     except KeyError as error:  # Two registries hold the name: gin needs the module too.
-        raise ConfigError(f"gin: {error.args[0]} Write the full name, e.g. "
-                          f"kdod.backbone.mobilenet_v2.alpha.") from None
+        message = str(error).replace('"', "")  # KeyError quotes its message.
+        raise ConfigError(f"gin: {message}\nWrite the full name, e.g. "
+                          f"kdod.backbone.mobilenet_v2.alpha = 0.5.") from None
     except (ValueError, SyntaxError, NameError, AttributeError, TypeError, OSError) as error:
         raise ConfigError(f"gin: {error}{_did_you_mean(str(error))}") from None
 

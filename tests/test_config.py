@@ -76,6 +76,6 @@ def test_entry_point_reports_gin_typo_without_traceback(tmp_path):
 def test_name_in_two_registries_asks_for_the_full_name():
     for kind in ("config_test_a", "config_test_b"):
         Registry(kind).register("ambiguous_rate")(lambda rate=0.1: rate)
-    with pytest.raises(config.ConfigError, match="Ambiguous selector.*Write the full name"):
+    with pytest.raises(config.ConfigError, match=r"(?s)Ambiguous selector.*Write the full name"):
         config.parse_gin([], ["ambiguous_rate.rate = 0.5"])
     config.parse_gin([], ["kdod.config_test_a.ambiguous_rate.rate = 0.5"])
