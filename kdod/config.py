@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import difflib
 import importlib
-import logging as std_logging
 import inspect
+import logging as std_logging
 import re
 import sys
 import tokenize

@@ -8,7 +8,8 @@ import gin
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import OVERFIT_TINY, TINY_GIN as TINY
+from conftest import OVERFIT_TINY
+from conftest import TINY_GIN as TINY
 
 from kdod import config, eval_lib, export_lib, train_lib
 from kdod.data import augment, tfod

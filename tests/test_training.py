@@ -8,10 +8,12 @@ import time
 
 import pytest
 import tensorflow as tf
-from conftest import OVERFIT_TINY, TINY_GIN as TINY
+from conftest import OVERFIT_TINY
+from conftest import TINY_GIN as TINY
 
 from kdod import config, eval_lib, train_lib
 from kdod.detection.detector import Detector
+
 
 def _bindings(data_dir, *extra):
     return [f"input_pipeline.data_dir = '{data_dir}'", *extra]
