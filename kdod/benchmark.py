@@ -22,6 +22,7 @@ from pathlib import Path
 from absl import flags
 
 from kdod import config
+from kdod.timing import seconds_per_call
 
 flags.adopt_module_key_flags(config)  # --help lists --gin_file, --gin_param, --model_dir.
 
@@ -33,15 +34,6 @@ flags.DEFINE_integer("teacher_steps", 1000, "distill: training steps of each tea
 flags.DEFINE_integer("student_steps", 600, "distill: training steps of each student.")
 
 REPO_GIN = Path(__file__).resolve().parents[1] / "gin"
-
-
-def _timed(fn: Callable[[], object], repeats: int) -> float:
-    """Seconds per call of `fn`, after one untimed warm-up call."""
-    fn()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        fn()
-    return (time.perf_counter() - start) / repeats
 
 
 def benchmark_data() -> dict:
@@ -74,7 +66,7 @@ def benchmark_data() -> dict:
                                  image_size=320, batch_size=batch_size, training=training,
                                  data_dir=data_dir)
         iterator = iter(dataset.repeat())
-        seconds = _timed(lambda it=iterator: next(it), flags.FLAGS.num_batches)
+        seconds = seconds_per_call(lambda it=iterator: next(it), flags.FLAGS.num_batches)
         kind = "augmented" if training else "letterboxed"
         results[f"pipeline_images_per_s_{kind}"] = batch_size / seconds
     results["pipeline_target_images_per_s"] = 300
@@ -109,6 +101,7 @@ def _recipe_speed(gin_file: str, batch_size: int = 8) -> dict:
 
     from kdod import registry, train_lib
     from kdod.detection.detector import Detector, DetectorConfig
+    from kdod.experiment import latency_ms
 
     _parse_recipe(gin_file)
     detector_config = DetectorConfig()
@@ -117,12 +110,10 @@ def _recipe_speed(gin_file: str, batch_size: int = 8) -> dict:
     model.compile(optimizer=train_lib.make_optimizer(total_steps=1000))
     batch = _random_batch(model.image_size, batch_size)
     train_step = tf.function(lambda: train_lib.train_batch(model, batch))
-    step_s = _timed(train_step, 5)
-    detect = tf.function(model.detect)
-    image = batch["image"][:1]
+    step_s = seconds_per_call(train_step, 5)
     results = {"parameters": model.count_params(), "image_size": model.image_size,
                "train_images_per_s": batch_size / step_s,
-               "inference_ms_batch_1": 1000 * _timed(lambda: detect(image), 20)}
+               "inference_ms_batch_1": latency_ms(model, 20)}
 
     # The bare backbone's forward + backward with the same optimizer, for the head-cost ratio.
     backbone = registry.BACKBONES.get(detector_config.backbone)(
@@ -137,7 +128,7 @@ def _recipe_speed(gin_file: str, batch_size: int = 8) -> dict:
         optimizer.apply_gradients(zip(tape.gradient(loss, backbone.trainable_variables),
                                       backbone.trainable_variables))
 
-    backbone_s = _timed(backbone_step, 5)
+    backbone_s = seconds_per_call(backbone_step, 5)
     results["head_cost_ratio"] = (step_s - backbone_s) / backbone_s
     keras.backend.clear_session()
     return results
@@ -183,10 +174,10 @@ def _distill_step_ratio(teacher_dir: Path, batch_size: int = 16) -> dict:
     for model in (distiller, student):
         model.compile(optimizer=train_lib.make_optimizer(total_steps=1000))
     batch = {**_random_batch(student.image_size, batch_size)}
-    distill_s = _timed(tf.function(lambda: train_lib.train_batch(distiller, batch)), 10)
-    student_s = _timed(tf.function(lambda: train_lib.train_batch(student, batch)), 10)
+    distill_s = seconds_per_call(tf.function(lambda: train_lib.train_batch(distiller, batch)), 10)
+    student_s = seconds_per_call(tf.function(lambda: train_lib.train_batch(student, batch)), 10)
     teacher = distiller.teacher
-    teacher_s = _timed(tf.function(lambda: teacher(batch["image"], training=False)), 10)
+    teacher_s = seconds_per_call(tf.function(lambda: teacher(batch["image"], training=False)), 10)
     return {"distill_step_s": distill_s, "student_step_s": student_s,
             "teacher_forward_s": teacher_s, "ratio": distill_s / (student_s + teacher_s),
             "target_max": 1.1}
@@ -307,10 +298,10 @@ def _measure_export(path: Path, image) -> dict:
     loaded = export_lib.load_exported(path, num_threads=2)
     files = [path, *path.rglob("*")] if path.is_dir() else [path]
     results = {"size_mb": sum(p.stat().st_size for p in files if p.is_file()) / 2**20,
-               "latency_ms": 1000 * _timed(lambda: loaded.detect_image(image), 30),
+               "latency_ms": 1000 * seconds_per_call(lambda: loaded.detect_image(image), 30),
                **eval_lib.evaluate_exported(path, split="test")}
     if isinstance(loaded, export_lib.TfliteDetector):  # The interpreter alone, without NMS.
-        results["network_ms"] = 1000 * _timed(lambda: loaded.network(image[None]), 50)
+        results["network_ms"] = 1000 * seconds_per_call(lambda: loaded.network(image[None]), 50)
     return results
 
 

@@ -11,17 +11,14 @@ import tensorflow as tf
 
 from kdod import config, eval_lib, train_lib
 from kdod.detection.detector import Detector
+from kdod.timing import seconds_per_call
 
 
 def latency_ms(model: Detector, repeats: int = 30) -> float:
     """Batch-1 CPU latency of `model.detect` (decode + NMS included), after a warm-up call."""
     detect = tf.function(model.detect)
     image = tf.zeros([1, model.image_size, model.image_size, 3], tf.uint8)
-    detect(image)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        detect(image)
-    return (time.perf_counter() - start) / repeats * 1000
+    return 1000 * seconds_per_call(lambda: detect(image), repeats)
 
 
 def train_and_evaluate(gin_files: Sequence[str], bindings: Sequence[str], model_dir: str | Path,
