@@ -61,6 +61,30 @@ def test_kl_weighting_by_teacher_confidence_favours_object_anchors():
         expected, rel=1e-4)
 
 
+def test_kl_normalized_by_positives_divides_the_weighted_sum_by_the_positive_count():
+    teacher = tf.constant([[[4.0], [-6.0]]])
+    student = tf.constant([[[0.0], [0.0]]])
+    per_anchor = [float(tf.reduce_sum(kl.sigmoid_kl(teacher[0, i], student[0, i]))) for i in (0, 1)]
+    batch = {"targets": {"num_positives": tf.constant([3.0])}}
+    loss = kl.KLLogits(temperature=1.0, weight_by_teacher=False, normalizer="positives")
+    assert float(loss({"cls_logits": student}, {"cls_logits": teacher}, batch)) == pytest.approx(
+        sum(per_anchor) / 3.0, rel=1e-4)
+
+
+def test_standardized_feature_imitation_ignores_per_channel_scale_and_offset():
+    teacher = tf.random.stateless_normal([2, 4, 4, 3], seed=[1, 2])
+    student = 5.0 * teacher + tf.constant([1.0, -2.0, 3.0])  # Same pattern, other magnitude.
+    features = {"features": {3: teacher}}
+    plain, pkd = feature.FeatureImitation(mask="none"), feature.FeatureImitation(
+        mask="none", standardize=True)
+    for loss in (plain, pkd):
+        loss.build({"features": {3: student}}, features)
+    assert float(plain({"features": {3: student}}, features, {})) > 1.0
+    assert float(pkd({"features": {3: student}}, features, {})) < 1e-4
+    flipped = {"features": {3: -student}}  # Anti-correlated: 2 * (1 - (-1)) = 4.
+    assert float(pkd(flipped, features, {})) == pytest.approx(4.0, rel=1e-3)
+
+
 def test_gt_mask_selects_cells_whose_centres_are_inside_boxes():
     boxes = tf.constant([[[0.0, 0.0, 0.5, 0.5], [0.0, 0.0, 0.0, 0.0]]])
     mask = feature.gt_mask(4, 4, boxes, tf.constant([[0, -1]])).numpy()[0]

@@ -5,6 +5,12 @@ fine-grained imitation mask of Wang et al. (CVPR 2019, "Distilling Object Detect
 Fine-grained Feature Imitation"): for each ground-truth box, the anchors whose IoU with it
 exceeds psi times that box's best anchor IoU; a location is imitated when any of its anchors
 is chosen.
+
+With ``standardize=True`` both feature maps are first normalized per image and channel to
+zero mean and unit variance over the spatial positions, as in PKD (Cao et al., NeurIPS 2022,
+"PKD: General Distillation Framework for Object Detectors via Pearson Correlation
+Coefficient"): the loss no longer depends on how large either model's activations are, only
+on the pattern, and the error becomes 2 * (1 - Pearson correlation).
 """
 
 from __future__ import annotations
@@ -16,6 +22,12 @@ from kdod.detection.matcher import pairwise_iou
 from kdod.registry import register_loss
 
 MASKS = ("none", "gt", "fine_grained")
+
+
+def standardize(features: tf.Tensor, epsilon: float = 1e-6) -> tf.Tensor:
+    """Zero mean, unit variance per image and channel over the spatial positions [B, H, W, C]."""
+    mean, variance = tf.nn.moments(features, axes=[1, 2], keepdims=True)
+    return (features - mean) * tf.math.rsqrt(variance + epsilon)
 
 
 def cell_centres(height: int, width: int) -> tf.Tensor:
@@ -68,13 +80,15 @@ class FeatureImitation:
         mask: "none", "gt" or "fine_grained".
         psi: the fine-grained mask's threshold factor (Wang et al. use 0.5).
         levels: neck levels to imitate; default all levels both models have.
+        standardize: compare per-channel standardized features (PKD) instead of raw ones.
     """
 
     def __init__(self, mask: str = "fine_grained", psi: float = 0.5,
-                 levels: tuple[int, ...] | None = None):
+                 levels: tuple[int, ...] | None = None, standardize: bool = False):
         if mask not in MASKS:
             raise ValueError(f"feature_imitation.mask must be one of {MASKS}, got {mask!r}.")
         self.mask, self.psi, self.levels = mask, psi, levels
+        self.standardize = standardize
         self.adapters: list[keras.layers.Layer] = []
         self._adapter_by_level: dict[int, keras.layers.Layer] = {}
 
@@ -118,7 +132,10 @@ class FeatureImitation:
             student = student_out["features"][level]
             if level in self._adapter_by_level:
                 student = self._adapter_by_level[level](student)
-            error = tf.reduce_mean(tf.square(student - teacher_out["features"][level]), axis=-1)
+            teacher = teacher_out["features"][level]
+            if self.standardize:
+                student, teacher = standardize(student), standardize(teacher)
+            error = tf.reduce_mean(tf.square(student - teacher), axis=-1)
             total += tf.reduce_sum(error * mask)
             count += tf.reduce_sum(mask)
         return total / tf.maximum(count, 1.0)

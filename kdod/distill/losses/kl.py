@@ -11,6 +11,7 @@ import tensorflow as tf
 from kdod.registry import register_loss
 
 _EPSILON = 1e-7
+NORMALIZERS = ("weights", "positives")
 
 
 def sigmoid_kl(teacher_logits: tf.Tensor, student_logits: tf.Tensor) -> tf.Tensor:
@@ -40,17 +41,24 @@ class KLLogits:
             (over background + classes, background logit fixed at 0).
         weight_by_teacher: weight each anchor by the teacher's top class probability, so the
             thousands of easy background anchors do not drown the signal.
+        normalizer: what the weighted sum over anchors is divided by: "weights" (their sum,
+            a weighted mean) or "positives" (the student's positive anchors, as the focal
+            loss is normalized, so the two losses have comparable gradients per object).
     """
 
     anchor_level = True
 
     def __init__(self, temperature: float = 2.0, form: str = "sigmoid",
-                 weight_by_teacher: bool = True):
+                 weight_by_teacher: bool = True, normalizer: str = "weights"):
+        if normalizer not in NORMALIZERS:
+            raise ValueError(f"kl_logits.normalizer must be one of {NORMALIZERS}, got "
+                             f"{normalizer!r}.")
         if form not in ("sigmoid", "softmax"):
             raise ValueError(f"kl_logits.form must be 'sigmoid' or 'softmax', got {form!r}.")
         if temperature <= 0:
             raise ValueError(f"kl_logits.temperature must be > 0, got {temperature}.")
         self.temperature, self.form, self.weight_by_teacher = temperature, form, weight_by_teacher
+        self.normalizer = normalizer
 
     def __call__(self, student_out, teacher_out, batch) -> tf.Tensor:
         t = tf.cast(teacher_out["cls_logits"], tf.float32)
@@ -64,5 +72,8 @@ class KLLogits:
             weights = tf.reduce_max(tf.sigmoid(t), axis=-1)
         else:
             weights = tf.ones_like(per_anchor)
-        mean = tf.reduce_sum(per_anchor * weights) / tf.maximum(tf.reduce_sum(weights), 1e-6)
-        return temperature ** 2 * mean
+        if self.normalizer == "weights":
+            count = tf.maximum(tf.reduce_sum(weights), 1e-6)
+        else:
+            count = tf.maximum(tf.reduce_sum(batch["targets"]["num_positives"]), 1.0)
+        return temperature ** 2 * tf.reduce_sum(per_anchor * weights) / count
