@@ -12,11 +12,13 @@ from collections.abc import Sequence
 import numpy as np
 import tensorflow as tf
 
+from kdod import registry
 from kdod.data import augment
 from kdod.detection.detector import Detector
+from kdod.errors import KdodError
 from kdod.eval_lib import to_pixels
 from kdod.ocr import postprocess
-from kdod.ocr.base import OcrBackend, PlateRead
+from kdod.ocr.base import OcrBackend, PlateRead, ReadOptions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,11 +38,25 @@ class PlateResult:
                 round(ymax * height, 1)]
 
 
+def build_ocr(name: str, formats: str | None = None) -> OcrBackend:
+    """The OCR backend `name` of `kdod.OCR_BACKENDS`.
+
+    `formats` is a region of `postprocess.PLATE_FORMATS` ('us', 'uk+us') or comma-separated
+    patterns ('LLDDLLL,DLLLDDD'); without it, gin's `ReadOptions.formats` (if bound) applies.
+    """
+    chosen = {"formats": formats.split(",") if "," in formats else formats} if formats else {}
+    try:
+        return registry.OCR_BACKENDS.build(name, options=ReadOptions(**chosen))
+    except ValueError as error:
+        raise KdodError(str(error)) from None
+
+
 class PlateRecognizer:
     """Detects plates and reads them.
 
     Args:
-        detector: a trained Detector (e.g. `eval_lib.load_trained(model_dir)`).
+        detector: a trained Detector (e.g. `eval_lib.load_trained(model_dir)`), or an exported
+            model from `export_lib.load_exported` (it letterboxes images itself).
         ocr: an OCR backend (e.g. `kdod.OCR_BACKENDS.build("easyocr")`).
         min_score: detections scoring lower are dropped before OCR.
         margin: fraction of a box's size added around it when cutting the crop.
@@ -52,10 +68,17 @@ class PlateRecognizer:
         self.ocr = ocr
         self.min_score = min_score
         self.margin = margin
-        self._detect = tf.function(detector.detect)
+        self._detect = tf.function(detector.detect) if isinstance(detector, Detector) else None
 
     def detect(self, images: Sequence[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
         """Per image: boxes normalized to the original image [N, 4] and their scores [N]."""
+        if self._detect is None:  # An exported model: boxes come normalized to each image.
+            results = []
+            for image in images:
+                detections = self.detector.detect_image(image)
+                keep = detections["scores"] >= self.min_score
+                results.append((detections["boxes"][keep], detections["scores"][keep]))
+            return results
         size = self.detector.image_size
         batch, windows = [], []
         for image in images:
@@ -75,11 +98,20 @@ class PlateRecognizer:
             results.append((pixels / [height, width, height, width], scores[keep]))
         return results
 
+    def crops(self, image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
+        """What the OCR reads for `boxes` (normalized to `image`): the pixels plus the margin."""
+        return [postprocess.crop_box(image, box, self.margin) for box in boxes]
+
+    def read_boxes(self, image: np.ndarray, boxes: np.ndarray) -> list[PlateRead]:
+        """The text in `boxes` (normalized to the uint8 RGB `image`), e.g. true plate boxes."""
+        crops = self.crops(image, boxes)
+        return self.ocr.read(crops) if crops else []
+
     def __call__(self, images: Sequence[np.ndarray]) -> list[list[PlateResult]]:
         """Plates found in each uint8 RGB image, with their text."""
         detected = self.detect(images)
-        crops = [postprocess.crop_box(image, box, self.margin)
-                 for image, (boxes, _) in zip(images, detected) for box in boxes]
+        crops = [crop for image, (boxes, _) in zip(images, detected)
+                 for crop in self.crops(image, boxes)]
         reads = iter(self.ocr.read(crops) if crops else [])
         return [[_result(box, score, next(reads)) for box, score in zip(boxes, scores)]
                 for boxes, scores in detected]

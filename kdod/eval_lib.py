@@ -1,8 +1,11 @@
-"""COCO evaluation of detectors (pycocotools), in the pixels of the original images."""
+"""COCO evaluation of detectors (pycocotools), in the pixels of the original images, and
+plate-reading metrics (exact match, CER) when an OCR engine is chosen and the data has text."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+from collections.abc import Callable
 from pathlib import Path
 
 import gin
@@ -15,7 +18,9 @@ from tqdm import tqdm
 from kdod import train_lib, visualize
 from kdod.data.pipeline import input_pipeline, load_examples
 from kdod.detection.detector import Detector, DetectorConfig
+from kdod.errors import KdodError
 from kdod.metrics.coco import CocoEvaluator
+from kdod.metrics.text import EndToEndMetrics, TextMetrics, match_detections, read_text_csv
 
 
 def to_pixels(boxes: np.ndarray, window: np.ndarray, original_size: np.ndarray) -> np.ndarray:
@@ -67,31 +72,140 @@ def load_trained(model_dir: str | Path) -> Detector:
     return detector
 
 
-@gin.configurable(denylist=["model_dir", "split", "num_visualizations"])
+@dataclasses.dataclass(frozen=True)
+class TextEvaluation:
+    """Asks `evaluate` for plate-reading metrics (see `evaluate_text`).
+
+    Attributes:
+        ocr: an OCR backend name in kdod.OCR_BACKENDS.
+        formats: plate formats for the OCR's correction (`anpr.build_ocr`).
+        text_csv: ground truth from a `filename,plate_text` CSV instead of the data's
+            objects/text.
+        max_images: read at most this many images (OCR is slow); None reads them all.
+        min_score: end to end, detections scoring lower are not read (as in kdod.recognize).
+    """
+
+    ocr: str
+    formats: str | None = None
+    text_csv: str | Path | None = None
+    max_images: int | None = None
+    min_score: float = 0.3
+
+
+def evaluate_text(recognizer, examples: tf.data.Dataset,
+                  truth: dict[str, list[str]] | None = None,
+                  max_images: int | None = None) -> dict[str, float]:
+    """Plate-reading metrics of an `anpr.PlateRecognizer` on original (not letterboxed) images.
+
+    OCR alone (`ocr_*`) reads crops of the true boxes; end to end (`end_to_end_*`) a plate
+    counts when a detection (scoring at least the recognizer's min_score) overlaps it at
+    IoU >= 0.5 and reads it exactly. The plate texts are the examples' `texts`
+    (`original_eval_examples(with_text=True)`) or, with `truth` (`metrics.text.read_text_csv`),
+    the CSV rows of the image's file name (CSV names may carry folders: base names match too),
+    one per box in the image's box order; images the CSV does not name are left out.
+    """
+    if truth is not None:
+        truth = {**{Path(name).name: texts for name, texts in truth.items()}, **truth}
+    ocr_alone, end_to_end = TextMetrics(), EndToEndMetrics()
+    if truth is None and max_images is not None:
+        examples = examples.take(max_images)
+    total = int(examples.cardinality())  # Negative when unknown.
+    images = 0
+    for example in tqdm(examples.as_numpy_iterator(), desc="reading plates", unit="image",
+                        total=total if total >= 0 else None):
+        if max_images is not None and images >= max_images:
+            break
+        texts = _plate_texts(example, truth)
+        if texts is None:
+            continue
+        image, boxes = example["image"], example["boxes"]
+        for text, read in zip(texts, recognizer.read_boxes(image, boxes)):
+            ocr_alone.add(text, read.text)
+        found = recognizer.detect([image])[0][0]
+        # Only detections matched to a plate are read: the others cannot change the metrics.
+        matched = sorted({m for m in match_detections(boxes, found) if m is not None})
+        found_texts = [""] * len(found)
+        for index, read in zip(matched, recognizer.read_boxes(image, found[matched])):
+            found_texts[index] = read.text
+        end_to_end.add_image(boxes, texts, found, found_texts)
+        images += 1
+    if truth is not None and not images:
+        raise KdodError("No image of the evaluation data is named in the plate-text CSV (e.g. "
+                        f"{', '.join(list(truth)[:3])}); its file names must be the data's "
+                        "image/filename values or their base names.")
+    return {**ocr_alone.result("ocr_"), **end_to_end.result("end_to_end_"),
+            "text_images": float(images)}
+
+
+def _plate_texts(example: dict, truth: dict[str, list[str]] | None) -> list[str] | None:
+    """The plate texts of an example's boxes, in box order; None when the CSV lacks the file."""
+    if truth is None:
+        return [text.decode() for text in example["texts"]]
+    filename = example["filename"].decode()
+    texts = truth.get(filename) or truth.get(Path(filename).name)
+    if texts is not None and len(texts) != len(example["boxes"]):
+        raise KdodError(f"The plate-text CSV has {len(texts)} rows for {filename}, which has "
+                        f"{len(example['boxes'])} plate boxes: give one row per box.")
+    return texts
+
+
+def text_evaluator(text: TextEvaluation, split: str | None
+                   ) -> Callable[[object], dict[str, float]]:
+    """`evaluate_text` for a Detector or an exported model on the evaluation split's originals.
+
+    Called before the long parts of an evaluation, so a missing CSV, data without text or an
+    unknown OCR engine fail at once; the returned function then reads the plates.
+    """
+    from kdod import anpr  # It imports this module.
+
+    truth = read_text_csv(text.text_csv) if text.text_csv else None
+    examples = original_eval_examples(split, with_text=truth is None)
+    ocr = anpr.build_ocr(text.ocr, text.formats)
+
+    def run(detector) -> dict[str, float]:
+        recognizer = anpr.PlateRecognizer(detector, ocr, min_score=text.min_score)
+        return evaluate_text(recognizer, examples, truth, text.max_images)
+
+    return run
+
+
+def _log_metrics(title: str, metrics: dict[str, float]) -> None:
+    logging.info("%s:\n%s", title, "\n".join(f"  {k:<22} {v:.4f}" for k, v in metrics.items()))
+
+
+@gin.configurable(denylist=["model_dir", "split", "num_visualizations", "text"])
 def evaluate(model_dir: str, split: str | None = None, num_visualizations: int = 0,
-             batch_size: int = 8) -> dict[str, float]:
-    """Evaluates model_dir's latest checkpoint; writes metrics.json and TensorBoard scalars."""
+             batch_size: int = 8, text: TextEvaluation | None = None) -> dict[str, float]:
+    """Evaluates model_dir's latest checkpoint; writes metrics.json and TensorBoard scalars.
+
+    With `text`, the plate-reading metrics of `evaluate_text` join the COCO ones.
+    """
+    evaluate_plate_text = text_evaluator(text, split) if text is not None else None
     model = load_trained(model_dir)
     with gin.config_scope("eval"):
         dataset = input_pipeline(training=False, image_size=model.image_size,
                                  batch_size=batch_size, split=split)
     name = split or "eval"
     out_dir = Path(model_dir) / f"eval_{name}"
-    metrics = evaluate_model(model, dataset, num_visualizations, out_dir / "visualizations")
-    train_lib.write_json(out_dir / "metrics.json", metrics)
+    coco = evaluate_model(model, dataset, num_visualizations, out_dir / "visualizations")
+    _log_metrics("COCO metrics", coco)
+    plate_text = evaluate_plate_text(model) if evaluate_plate_text else {}
+    if plate_text:
+        _log_metrics("Plate-text metrics", plate_text)
+    train_lib.write_json(out_dir / "metrics.json", {**coco, **plate_text})
     writer = tf.summary.create_file_writer(str(Path(model_dir) / "logs" / f"eval_{name}"))
     with writer.as_default():
-        for key, value in metrics.items():
-            tf.summary.scalar(f"coco/{key}", value, step=0)
-    logging.info("COCO metrics:\n%s", "\n".join(f"  {k:<10} {v:.4f}" for k, v in metrics.items()))
-    return metrics
+        for group, values in (("coco", coco), ("text", plate_text)):
+            for key, value in values.items():
+                tf.summary.scalar(f"{group}/{key}", value, step=0)
+    return {**coco, **plate_text}
 
 
-def original_eval_examples(split: str | None = None) -> tf.data.Dataset:
+def original_eval_examples(split: str | None = None, with_text: bool = False) -> tf.data.Dataset:
     """The evaluation sources of gin (eval/input_pipeline) as original images, not letterboxed.
 
     Exported models letterbox the images themselves, so they are evaluated on what a user
-    would feed them.
+    would feed them. `with_text` adds each box's plate text (`load_examples`).
     """
     with gin.config_scope("eval"):
         bound = gin.get_bindings(input_pipeline)
@@ -100,7 +214,7 @@ def original_eval_examples(split: str | None = None) -> tf.data.Dataset:
     sources = bound.get("sources", defaults["sources"])
     data_dir = bound.get("data_dir", defaults["data_dir"])
     split = split or bound.get("split")
-    datasets = [load_examples(name, split or source_split, data_dir)
+    datasets = [load_examples(name, split or source_split, data_dir, with_text=with_text)
                 for name, source_split, _ in sources]
     dataset = datasets[0]
     for more in datasets[1:]:
@@ -128,19 +242,25 @@ def exported_name(path: str | Path) -> str:
     return path.stem if path.suffix == ".tflite" else "saved_model"
 
 
-@gin.configurable(denylist=["path", "split", "runtime"])
+@gin.configurable(denylist=["path", "split", "runtime", "text"])
 def evaluate_exported(path: str | Path, split: str | None = None, runtime: str = "litert",
-                      num_threads: int = 2) -> dict[str, float]:
+                      num_threads: int = 2, text: TextEvaluation | None = None
+                      ) -> dict[str, float]:
     """Evaluates an exported SavedModel folder or .tflite file with the same COCO code.
 
+    With `text`, adds the plate-reading metrics of `evaluate_text`.
     Writes <export folder>/eval_<split>/<saved_model | tflite stem>.json.
     """
     from kdod import export_lib
 
+    evaluate_plate_text = text_evaluator(text, split) if text is not None else None
     detector = export_lib.load_exported(path, runtime, num_threads)
     metrics = evaluate_exported_model(detector, original_eval_examples(split))
+    _log_metrics(f"COCO metrics of {path}", metrics)
+    if evaluate_plate_text:
+        text_metrics = evaluate_plate_text(detector)
+        _log_metrics(f"Plate-text metrics of {path}", text_metrics)
+        metrics = {**metrics, **text_metrics}
     results = export_lib.export_folder(path) / f"eval_{split or 'eval'}"
     train_lib.write_json(results / f"{exported_name(path)}.json", metrics)
-    logging.info("COCO metrics of %s:\n%s", path,
-                 "\n".join(f"  {k:<10} {v:.4f}" for k, v in metrics.items()))
     return metrics

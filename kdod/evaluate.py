@@ -1,7 +1,8 @@
-r"""COCO evaluation of a trained detector (pycocotools).
+r"""COCO evaluation of a trained detector (pycocotools), and of plate reading with --ocr.
 
     python -m kdod.evaluate --model_dir=runs/tiny [--split=test] [--num_visualizations=8]
     python -m kdod.evaluate --exported=runs/tiny/export/model_int8.tflite [--split=test]
+    python -m kdod.evaluate --model_dir=runs/tiny --ocr=rapidocr [--text_csv=truth.csv]
 
 Without --gin_file, the run's own config (model_dir/config.gin) is used. Boxes
 are compared in the pixels of the original images. Results go to
@@ -11,6 +12,13 @@ model_dir/eval_<split>/metrics.json and to TensorBoard (model_dir/logs/eval_<spl
 SavedModel folder or a .tflite file, fed the original images (it letterboxes them
 itself), with the same COCO code; the config is the export folder's config.gin.
 Results go to <export folder>/eval_<split>/<saved_model | tflite name>.json.
+
+--ocr=<engine> adds plate-reading metrics (either model form): OCR alone on crops of the true
+boxes (ocr_exact_match, ocr_cer) and end to end (end_to_end_exact_match, end_to_end_cer: a
+plate counts when a detection scoring at least --min_score overlaps it at IoU >= 0.5 and reads
+it exactly). Crops come from the original images. The plate text is the data's objects/text
+(synthetic_plates has it) or, with --text_csv, a CSV of filename,plate_text rows (one row per
+plate, in the order of the image's boxes; images it does not name are left out).
 """
 
 from __future__ import annotations
@@ -30,6 +38,31 @@ flags.DEFINE_string("exported", None, "Evaluate an exported model instead of --m
                     "SavedModel folder or a .tflite file written by python -m kdod.export.")
 flags.DEFINE_enum("runtime", "litert", ["litert", "tf"], "Interpreter for --exported .tflite: "
                   "LiteRT (ai-edge-litert) or TensorFlow's tf.lite.Interpreter.")
+flags.DEFINE_string("ocr", None, "Also measure plate reading with this OCR backend (a name in "
+                    "kdod.OCR_BACKENDS, e.g. rapidocr); default: COCO metrics only.")
+flags.DEFINE_string("formats", None, "With --ocr: plate formats for correction, as in "
+                    "kdod.recognize ('us', 'uk+us', 'synthetic' or 'LLDDLLL,DLLLDDD').")
+flags.DEFINE_string("text_csv", None, "With --ocr: plate text from this CSV of "
+                    "filename,plate_text rows instead of the data's objects/text.")
+flags.DEFINE_integer("max_text_images", None, "With --ocr: read the plates of at most this "
+                     "many images (OCR is slow).", lower_bound=1)
+flags.DEFINE_float("min_score", 0.3, "With --ocr: end to end, detections scoring lower are "
+                   "not read (as in kdod.recognize).")
+
+
+def text_evaluation():
+    """The plate-reading request of the --ocr flags, or None without --ocr."""
+    given = flags.FLAGS
+    if not given.ocr:
+        stray = [f"--{name}" for name in ("formats", "text_csv", "max_text_images")
+                 if given[name].value is not None]
+        if stray:
+            raise config.ConfigError(f"{', '.join(stray)} only apply with --ocr=<engine>.")
+        return None
+    from kdod.eval_lib import TextEvaluation
+
+    return TextEvaluation(given.ocr, given.formats, given.text_csv, given.max_text_images,
+                          given.min_score)
 
 
 def main(argv: list[str]) -> None:
@@ -46,7 +79,8 @@ def main(argv: list[str]) -> None:
     config.parse_gin(gin_files, flags.FLAGS.gin_param)
     from kdod.eval_lib import evaluate  # After flag parsing: TensorFlow loads slowly.
 
-    metrics = evaluate(model_dir, flags.FLAGS.split, flags.FLAGS.num_visualizations)
+    metrics = evaluate(model_dir, flags.FLAGS.split, flags.FLAGS.num_visualizations,
+                       text=text_evaluation())
     print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 
 
@@ -61,7 +95,8 @@ def main_exported(path: str) -> None:
     config.parse_gin(gin_files, flags.FLAGS.gin_param)
     from kdod.eval_lib import evaluate_exported
 
-    metrics = evaluate_exported(path, flags.FLAGS.split, flags.FLAGS.runtime)
+    metrics = evaluate_exported(path, flags.FLAGS.split, flags.FLAGS.runtime,
+                                text=text_evaluation())
     print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 
 

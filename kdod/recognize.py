@@ -132,16 +132,9 @@ def main(argv: list[str]) -> None:
     files = expand_paths(argv[1:])
     gin_files = flags.FLAGS.gin_file or [str(Path(model_dir) / config.FULL_CONFIG)]
     config.parse_gin(gin_files, flags.FLAGS.gin_param)
-    from kdod import anpr, eval_lib, registry  # After flag parsing: TensorFlow loads slowly.
-    from kdod.ocr import ReadOptions
+    from kdod import anpr, eval_lib  # After flag parsing: TensorFlow loads slowly.
 
-    formats = flags.FLAGS.formats
-    # Without --formats, gin's `ReadOptions.formats` (if bound) applies.
-    chosen = {"formats": formats.split(",") if "," in formats else formats} if formats else {}
-    try:
-        ocr = registry.OCR_BACKENDS.build(flags.FLAGS.ocr, options=ReadOptions(**chosen))
-    except ValueError as error:
-        raise config.ConfigError(str(error)) from None
+    ocr = anpr.build_ocr(flags.FLAGS.ocr, flags.FLAGS.formats)
     recognizer = anpr.PlateRecognizer(eval_lib.load_trained(model_dir), ocr,
                                       min_score=flags.FLAGS.min_score)
     output_dir = Path(flags.FLAGS.output_dir)

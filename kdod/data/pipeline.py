@@ -27,21 +27,31 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from kdod.data import augment as augment_lib
+from kdod.errors import KdodError
 
 AUTOTUNE = tf.data.AUTOTUNE
 Source = tuple[str, str, float]  # (TFDS name, split, weight)
 
 
+class NoPlateTextError(KdodError):
+    """Plate text was asked of a source that has none (no `objects/text`)."""
+
+
 def load_examples(name: str, split: str, data_dir: str | None = None,
-                  shuffle_files: bool = False) -> tf.data.Dataset:
-    """A TFDS plate data set as dicts: image, boxes, labels, filename.
+                  shuffle_files: bool = False, with_text: bool = False) -> tf.data.Dataset:
+    """A TFDS plate data set as dicts: image, boxes, labels, filename (and texts).
 
     `name` may also be TF OD API records: "tfrecord:/data/train.record*", optionally
     followed by ",label_map=/data/label_map.pbtxt" (default: the one beside the records).
     A "{split}" in the pattern is replaced by `split` ("tfrecord:/data/{split}.record*");
     without it the split is ignored.
+
+    `with_text` adds `texts` (string [N], each box's plate text) from the source's
+    `objects/text`; a source without it raises NoPlateTextError.
     """
     if name.startswith("tfrecord:"):
+        if with_text:
+            raise NoPlateTextError(_no_text_message(name, split))
         from kdod.data import tfod
 
         pattern, _, label_map = name.removeprefix("tfrecord:").partition(",label_map=")
@@ -51,18 +61,30 @@ def load_examples(name: str, split: str, data_dir: str | None = None,
 
     dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=shuffle_files,
                         read_config=tfds.ReadConfig(add_tfds_id=False))
-    return dataset.map(_standardize, num_parallel_calls=AUTOTUNE)
+    if with_text and "text" not in dataset.element_spec["objects"]:
+        raise NoPlateTextError(_no_text_message(name, split))
+    return dataset.map(lambda example: _standardize(example, with_text),
+                       num_parallel_calls=AUTOTUNE)
 
 
-def _standardize(example: dict) -> dict:
+def _no_text_message(name: str, split: str) -> str:
+    return (f"{name} ({split}) has no plate text (objects/text). Give the text in a CSV of "
+            "filename,plate_text rows, one row per plate in the order of the image's boxes "
+            "(python -m kdod.evaluate --text_csv=truth.csv).")
+
+
+def _standardize(example: dict, with_text: bool = False) -> dict:
     image = example["image"]
-    return {
+    standard = {
         "image": image[..., :3],  # Drop alpha where a decoder kept it.
         "boxes": tf.reshape(tf.cast(example["objects"]["bbox"], tf.float32), [-1, 4]),
         "labels": tf.cast(example["objects"]["label"], tf.int32),
         "filename": example["image/filename"],
         "original_size": tf.shape(image)[:2],
     }
+    if with_text:
+        standard["texts"] = example["objects"]["text"]
+    return standard
 
 
 def mix(datasets: Sequence[tf.data.Dataset], weights: Sequence[float],

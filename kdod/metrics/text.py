@@ -100,6 +100,8 @@ def read_text_csv(path: str | Path) -> dict[str, list[str]]:
 
     A file with several plates has several rows; keys are file names as written.
     """
+    if not Path(path).is_file():
+        raise KdodError(f"No plate-text CSV at {path}: give a file of filename,plate_text rows.")
     truth: dict[str, list[str]] = {}
     with open(path, newline="", encoding="utf-8") as handle:
         for number, row in enumerate(csv.reader(handle), 1):
