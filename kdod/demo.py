@@ -24,8 +24,8 @@ from kdod import config
 flags.adopt_module_key_flags(config)  # --help lists --gin_file, --gin_param, --model_dir.
 
 flags.DEFINE_string("distill_recipe", "combined_ssd.gin", "gin recipe of the distilled student.")
-flags.DEFINE_integer("teacher_steps", 400, "Training steps of the teacher.")
-flags.DEFINE_integer("student_steps", 300, "Training steps of each student.")
+flags.DEFINE_integer("teacher_steps", 700, "Training steps of the teacher.")
+flags.DEFINE_integer("student_steps", 200, "Training steps of each student.")
 
 DEMO_DIR = "runs/demo"
 

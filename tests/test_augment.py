@@ -6,7 +6,7 @@ import tensorflow as tf
 
 from kdod.data import augment, pipeline
 
-NO_COLOUR = dict(brightness=0.0, contrast=0.0, saturation=0.0, hue=0.0)
+NO_COLOUR = {"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0}
 
 
 def _known_image(height=180, width=300, rect=(40, 90, 70, 200)):

@@ -65,8 +65,9 @@ def _write_distribution(root, name, module_source, module_name):
 
 
 def _run_python(code, path):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                          text=True, env={"PYTHONPATH": str(path), "PATH": ""}, timeout=120)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], check=False,
+                          capture_output=True, text=True,
+                          env={"PYTHONPATH": str(path), "PATH": ""}, timeout=120)
 
 
 def test_plugin_in_a_real_dist_info_is_discovered_lazily_and_once(tmp_path):
