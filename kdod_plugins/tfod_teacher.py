@@ -7,8 +7,9 @@ Point the Distiller at the export and this plugin loads it::
     Distiller.losses = {"pseudo_labels": 1.0}
 
 Such a teacher only gives detections (its heads and anchors are sealed in the graph), so it
-serves the losses that work across architectures: `pseudo_labels`, whose box term trains the
-student's boxes on the teacher's matched detections. The student's images are letterboxed
+serves the losses that work across architectures: `pseudo_labels` (its detections as targets)
+and `box_imitation` with `match = "detections"` (the student's boxes on the anchors matched to
+them, L1 or GIoU). The student's images are letterboxed
 squares already; the SavedModel gets them as they are and its boxes, normalized to its input,
 are therefore in the student's frame. TF OD API classes (1-based ids) become kdod's 0-based
 labels; a teacher with more classes than the student should map them before export.
@@ -33,7 +34,8 @@ class DetectionsOnly(dict):
     def __missing__(self, key: str):
         raise IncompatibleTeacherError(
             f"A loss asked for the teacher's {key!r}, but a teacher exported as a SavedModel "
-            f"only gives detections. Use losses that work on detections (pseudo_labels).")
+            f"only gives detections. Use losses that work on detections: pseudo_labels, or "
+            f"box_imitation with box_imitation.match = 'detections'.")
 
 
 @kdod.register_teacher("tfod_saved_model")

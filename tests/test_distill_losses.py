@@ -143,6 +143,21 @@ def test_box_imitation_only_counts_anchors_the_teacher_is_confident_about():
     assert float(value) == pytest.approx(0.1, abs=1e-5)  # Only xmax of anchor 0 moved, by 0.1.
 
 
+def test_box_imitation_on_detections_uses_matched_confident_teacher_boxes_only():
+    anchors = _quadrant_anchors()
+    teacher = {"detections": {  # What an exported teacher gives: no head outputs, no anchors.
+        "boxes": tf.constant([[[0.0, 0.0, 0.5, 0.6], [0.5, 0.5, 1.0, 1.0]]]),
+        "scores": tf.constant([[0.9, 0.3]]), "classes": tf.constant([[0, 0]]),
+        "num_detections": tf.constant([2])}}
+    student = {"box_regression": tf.zeros([1, 4, 4]), "cls_logits": tf.zeros([1, 4, 1])}
+    loss = box.BoxImitation(form="l1", score_threshold=0.5, match="detections")
+    assert not loss.anchor_level
+    # Anchor 0 matches the 0.9 box (IoU 0.83): |0.6 - 0.5| = 0.1. The 0.3 box (exactly anchor
+    # 3) is below the threshold and teaches nothing.
+    value = loss(student, teacher, {"student_anchors": anchors, "teacher_anchors": None})
+    assert float(value) == pytest.approx(0.1, abs=1e-5)
+
+
 def test_pseudo_labels_respect_the_score_threshold():
     anchors = tf.constant([[0.1, 0.1, 0.3, 0.5], [0.5, 0.5, 0.7, 0.9], [0.6, 0.0, 0.8, 0.3]])
     scores = [0.9, 0.3, 0.6]

@@ -54,11 +54,13 @@ def test_distilling_from_the_exported_teacher_trains_the_student(tiny_export, ti
     teacher = load_teacher(tiny_export / "export" / "saved_model")
     batch = _batch(tiny_data_dir)
     gin.bind_parameter("pseudo_labels.score_threshold", 0.3)
-    distiller = Distiller(_student(), teacher, {"pseudo_labels": 1.0})
+    gin.bind_parameter("box_imitation.match", "detections")
+    gin.bind_parameter("box_imitation.score_threshold", 0.3)
+    distiller = Distiller(_student(), teacher, {"pseudo_labels": 1.0, "box_imitation": 1.0})
     distiller.compile(optimizer=train_lib.make_optimizer(total_steps=10, warmup_steps=0))
     before = [v.numpy().copy() for v in distiller.student.trainable_variables]
     terms = train_lib.train_batch(distiller, batch)
-    assert float(terms["pseudo_labels"]) > 0
+    assert float(terms["pseudo_labels"]) > 0 and float(terms["box_imitation"]) > 0
     assert any(not np.array_equal(a, v.numpy())
                for a, v in zip(before, distiller.student.trainable_variables))
     # The pseudo-label term alone moves the student: the teacher's detections are targets.

@@ -109,6 +109,10 @@ def _instantiate(component: Callable) -> Callable:
     return component() if inspect.isclass(component) else component
 
 
+ACROSS_LAYOUTS = ("the pseudo_labels loss, or box_imitation with box_imitation.match = "
+                  "'detections', which work on detections")
+
+
 def _check_anchor_layouts(names, losses, student: Detector, teacher) -> None:
     anchor_level = [n for n, loss in zip(names, losses) if getattr(loss, "anchor_level", False)]
     if not anchor_level:
@@ -116,8 +120,7 @@ def _check_anchor_layouts(names, losses, student: Detector, teacher) -> None:
     if teacher.anchors is None:  # An exported teacher: detections only.
         raise IncompatibleTeacherError(
             f"{', '.join(anchor_level)} compare teacher and student anchor by anchor, but the "
-            f"teacher is an exported model that only gives detections. Use the pseudo_labels "
-            f"loss, which works on detections.")
+            f"teacher is an exported model that only gives detections. Use {ACROSS_LAYOUTS}.")
     differences = anchors_lib.describe_differences(
         teacher.config.anchor_config, student.config.anchor_config, teacher.image_size,
         student.image_size)
@@ -127,8 +130,7 @@ def _check_anchor_layouts(names, losses, student: Detector, teacher) -> None:
         raise IncompatibleTeacherError(
             f"{', '.join(anchor_level)} compare teacher and student anchor by anchor, but their "
             f"anchor layouts differ (teacher vs student): {'; '.join(differences)}. Use the same "
-            f"AnchorConfig and image size, or the pseudo_labels loss, which works across "
-            f"layouts.")
+            f"AnchorConfig and image size, or {ACROSS_LAYOUTS}.")
 
 
 @gin.configurable("Distiller")
