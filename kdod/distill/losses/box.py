@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from kdod.detection import box_coder, matcher
+from kdod.detection import box_coder
 from kdod.detection.losses import giou_loss
-from kdod.distill.losses.pseudo_labels import teacher_pseudo_boxes
+from kdod.distill.losses.pseudo_labels import teacher_targets
 from kdod.registry import register_loss
 
 MATCHES = ("anchors", "detections")
@@ -94,9 +94,7 @@ class BoxImitation:
 
     def _matched_detections(self, student_out, teacher_out, batch) -> tuple[tf.Tensor, tf.Tensor]:
         """Per student anchor, the confident teacher detection it matches, weighted 1 if any."""
-        boxes, labels = teacher_pseudo_boxes(teacher_out, batch["teacher_anchors"],
-                                             self.score_threshold, self.max_boxes)
-        anchors = batch["student_anchors"]
-        targets = matcher.encode_targets(anchors, boxes, labels,
-                                         student_out["cls_logits"].shape[-1])
-        return box_coder.decode(targets["box_targets"], anchors), targets["box_weights"]
+        targets = teacher_targets(student_out, teacher_out, batch, self.score_threshold,
+                                  self.max_boxes)
+        return (box_coder.decode(targets["box_targets"], batch["student_anchors"]),
+                targets["box_weights"])

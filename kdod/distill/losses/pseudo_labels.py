@@ -29,6 +29,15 @@ def teacher_pseudo_boxes(teacher_out, teacher_anchors: tf.Tensor, score_threshol
     return tf.stop_gradient(detections["boxes"]), labels
 
 
+def teacher_targets(student_out, teacher_out, batch, score_threshold: float,
+                    max_boxes: int) -> dict[str, tf.Tensor]:
+    """The teacher's confident detections as training targets on the student's anchors."""
+    boxes, labels = teacher_pseudo_boxes(teacher_out, batch["teacher_anchors"], score_threshold,
+                                         max_boxes)
+    return matcher.encode_targets(batch["student_anchors"], boxes, labels,
+                                  student_out["cls_logits"].shape[-1])
+
+
 @register_loss("pseudo_labels")
 class PseudoLabels:
     """The student's detection loss against the teacher's detections above `score_threshold`."""
@@ -37,8 +46,6 @@ class PseudoLabels:
         self.score_threshold, self.max_boxes = score_threshold, max_boxes
 
     def __call__(self, student_out, teacher_out, batch) -> tf.Tensor:
-        boxes, labels = teacher_pseudo_boxes(teacher_out, batch["teacher_anchors"],
-                                             self.score_threshold, self.max_boxes)
-        num_classes = student_out["cls_logits"].shape[-1]
-        targets = matcher.encode_targets(batch["student_anchors"], boxes, labels, num_classes)
+        targets = teacher_targets(student_out, teacher_out, batch, self.score_threshold,
+                                  self.max_boxes)
         return losses.detection_loss(student_out, targets, batch["student_anchors"])["total"]
