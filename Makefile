@@ -1,10 +1,11 @@
-# kdod: `make demo` runs the main job on synthetic plates, `make test` runs the tests.
+# kdod: `make demo` runs the main job on synthetic plates, `make test` runs the tests,
+# `make lint` checks the code with ruff.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 INSTALLED := $(VENV)/.installed
 
-.PHONY: install test demo benchmark clean
+.PHONY: install test lint demo benchmark clean
 
 install: $(INSTALLED)
 
@@ -25,6 +26,9 @@ $(INSTALLED): pyproject.toml
 
 test: $(INSTALLED)
 	$(PY) -m pytest -q
+
+lint: $(INSTALLED)
+	$(VENV)/bin/ruff check .
 
 demo: $(INSTALLED)
 	$(PY) -m kdod.demo

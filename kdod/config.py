@@ -25,7 +25,8 @@ from absl import app, flags, logging
 from kdod import registry
 from kdod.errors import KdodError
 
-flags.DEFINE_multi_string("gin_file", [], "gin file to load (repeatable); a path or a name in gin/.")
+flags.DEFINE_multi_string("gin_file", [],
+                          "gin file to load (repeatable); a path or a name in gin/.")
 flags.DEFINE_multi_string(
     "gin_param", [], "gin binding applied after the files (repeatable), e.g. 'train.steps = 100'.")
 flags.DEFINE_string("model_dir", None, "Directory for checkpoints, logs and the operative config.")
@@ -36,7 +37,8 @@ FULL_CONFIG = "config.gin"  # Everything the run was given, for evaluate/export 
 
 # Modules whose gin configurables any config may bind (they import the rest). Entry-point
 # modules hold none: run as __main__ they would register their configurables twice.
-CONFIGURABLE_MODULES = ("kdod.train_lib", "kdod.eval_lib", "kdod.distill.distiller")
+CONFIGURABLE_MODULES = ("kdod.train_lib", "kdod.eval_lib", "kdod.export_lib",
+                        "kdod.distill.distiller")
 
 
 class ConfigError(KdodError):

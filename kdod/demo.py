@@ -106,7 +106,7 @@ def main(argv: list[str]) -> None:
         ("student alone", ["student_small.gin"], [f"train.steps = {steps}"],
          folder / "student"),
         ("student distilled", [flags.FLAGS.distill_recipe],
-         [f"train.steps = {steps}", f"Distiller.teacher_dir = '{teacher_dir}'"],
+         [f"train.steps = {steps}", f"DistillerConfig.teacher_dir = '{teacher_dir}'"],
          folder / "distilled"),
     ]
     start = time.perf_counter()

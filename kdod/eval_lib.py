@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import gin
@@ -15,45 +15,58 @@ from absl import logging
 from PIL import Image
 from tqdm import tqdm
 
-from kdod import train_lib, visualize
+from kdod import checkpoints, exported, files, visualize
+from kdod.data import geometry
 from kdod.data.pipeline import input_pipeline, load_examples
 from kdod.detection.detector import Detector, DetectorConfig
 from kdod.errors import KdodError
 from kdod.metrics.coco import CocoEvaluator
 from kdod.metrics.text import EndToEndMetrics, TextMetrics, match_detections, read_text_csv
+from kdod.ocr import anpr
 
 
-def to_pixels(boxes: np.ndarray, window: np.ndarray, original_size: np.ndarray) -> np.ndarray:
-    """Maps boxes normalized to the model input back into the original image's pixels."""
-    y0, x0, y1, x1 = window
-    scale = np.array([y1 - y0, x1 - x0, y1 - y0, x1 - x0])
-    pixels = boxes * scale + np.array([y0, x0, y0, x0])
-    height, width = original_size
-    return np.clip(pixels, 0, [height, width, height, width])
+def coco_metrics(images: Iterable[tuple[str, dict, dict]]) -> dict[str, float]:
+    """COCO metrics of (filename, truth, detections) per image, boxes in original pixels.
 
-
-def evaluate_model(model: Detector, dataset: tf.data.Dataset, num_visualizations: int = 0,
-                   visualization_dir: str | Path | None = None) -> dict[str, float]:
-    """COCO metrics of `model` on an evaluation dataset from `input_pipeline(training=False)`."""
+    `truth` holds boxes, labels and original_size; `detections` boxes, scores, classes.
+    """
     evaluator = CocoEvaluator()
+    for filename, truth, found in images:
+        evaluator.add(filename, truth["boxes"], truth["labels"], found["boxes"], found["scores"],
+                      found["classes"], tuple(truth["original_size"]))
+    return evaluator.result()
+
+
+def letterboxed_detections(model: Detector, dataset: tf.data.Dataset, num_visualizations: int = 0,
+                           visualization_dir: str | Path | None = None
+                           ) -> Iterator[tuple[str, dict, dict]]:
+    """`model`'s detections on an `input_pipeline(training=False)` dataset, per image, in the
+    original images' pixels (see `coco_metrics`); the first images drawn as PNGs if asked."""
     detect = tf.function(model.detect)
     shown = 0
     for batch in tqdm(dataset.as_numpy_iterator(), desc="evaluating", unit="batch"):
         detections = {k: v.numpy() for k, v in detect(batch["image"]).items()}
         for i in range(len(batch["image"])):
-            gt = batch["boxes"][i, :batch["num_boxes"][i]]
-            count = detections["num_detections"][i]
-            pred = detections["boxes"][i, :count]
+            true_count, count = batch["num_boxes"][i], detections["num_detections"][i]
             window, size = batch["window"][i], batch["original_size"][i]
-            evaluator.add(batch["filename"][i].decode(), to_pixels(gt, window, size),
-                          batch["labels"][i, :batch["num_boxes"][i]],
-                          to_pixels(pred, window, size), detections["scores"][i, :count],
-                          detections["classes"][i, :count], tuple(size))
+            true_boxes, boxes = batch["boxes"][i, :true_count], detections["boxes"][i, :count]
+            scores = detections["scores"][i, :count]
             if shown < num_visualizations:
-                _save_visualization(batch["image"][i], gt, pred, detections["scores"][i, :count],
+                _save_visualization(batch["image"][i], true_boxes, boxes, scores,
                                     Path(visualization_dir) / f"{shown:03d}.png")
                 shown += 1
-    return evaluator.result()
+            truth = {"boxes": geometry.to_pixels(true_boxes, window, size),
+                     "labels": batch["labels"][i, :true_count], "original_size": size}
+            found = {"boxes": geometry.to_pixels(boxes, window, size), "scores": scores,
+                     "classes": detections["classes"][i, :count]}
+            yield batch["filename"][i].decode(), truth, found
+
+
+def evaluate_model(model: Detector, dataset: tf.data.Dataset, num_visualizations: int = 0,
+                   visualization_dir: str | Path | None = None) -> dict[str, float]:
+    """COCO metrics of `model` on an evaluation dataset from `input_pipeline(training=False)`."""
+    return coco_metrics(letterboxed_detections(model, dataset, num_visualizations,
+                                               visualization_dir))
 
 
 def _save_visualization(image, gt, pred, scores, path: Path) -> None:
@@ -66,7 +79,7 @@ def _save_visualization(image, gt, pred, scores, path: Path) -> None:
 
 def load_trained(model_dir: str | Path) -> Detector:
     """The gin-configured Detector with model_dir's trained weights, built."""
-    detector = train_lib.load_detector(Detector(DetectorConfig()), model_dir)
+    detector = checkpoints.load_detector(Detector(DetectorConfig()), model_dir)
     # One call builds the Keras model itself (its network already is): count_params needs it.
     detector(tf.zeros([1, detector.image_size, detector.image_size, 3], tf.uint8))
     return detector
@@ -156,8 +169,6 @@ def text_evaluator(text: TextEvaluation, split: str | None
     Called before the long parts of an evaluation, so a missing CSV, data without text or an
     unknown OCR engine fail at once; the returned function then reads the plates.
     """
-    from kdod import anpr  # It imports this module.
-
     truth = read_text_csv(text.text_csv) if text.text_csv else None
     examples = original_eval_examples(split, with_text=truth is None)
     ocr = anpr.build_ocr(text.ocr, text.formats)
@@ -192,7 +203,7 @@ def evaluate(model_dir: str, split: str | None = None, num_visualizations: int =
     plate_text = evaluate_plate_text(model) if evaluate_plate_text else {}
     if plate_text:
         _log_metrics("Plate-text metrics", plate_text)
-    train_lib.write_json(out_dir / "metrics.json", {**coco, **plate_text})
+    files.write_json(out_dir / "metrics.json", {**coco, **plate_text})
     writer = tf.summary.create_file_writer(str(Path(model_dir) / "logs" / f"eval_{name}"))
     with writer.as_default():
         for group, values in (("coco", coco), ("text", plate_text)):
@@ -222,18 +233,17 @@ def original_eval_examples(split: str | None = None, with_text: bool = False) ->
     return dataset
 
 
-def evaluate_exported_model(detector, dataset: tf.data.Dataset) -> dict[str, float]:
-    """COCO metrics of an exported detector (`export_lib.load_exported`) on original images."""
-    evaluator = CocoEvaluator()
+def exported_detections(detector, dataset: tf.data.Dataset) -> Iterator[tuple[str, dict, dict]]:
+    """An exported detector's (`exported.load_exported`) detections on original images, per
+    image, in their pixels (see `coco_metrics`)."""
     for example in tqdm(dataset.as_numpy_iterator(), desc="evaluating", unit="image"):
         size = example["original_size"]
         whole_image = np.array([0, 0, *size], np.float32)  # Boxes are normalized to it.
-        detections = detector.detect_image(example["image"])
-        evaluator.add(example["filename"].decode(),
-                      to_pixels(example["boxes"], whole_image, size), example["labels"],
-                      to_pixels(detections["boxes"], whole_image, size), detections["scores"],
-                      detections["classes"], tuple(size))
-    return evaluator.result()
+        found = detector.detect_image(example["image"])
+        truth = {"boxes": geometry.to_pixels(example["boxes"], whole_image, size),
+                 "labels": example["labels"], "original_size": size}
+        yield example["filename"].decode(), truth, {
+            **found, "boxes": geometry.to_pixels(found["boxes"], whole_image, size)}
 
 
 def exported_name(path: str | Path) -> str:
@@ -251,16 +261,14 @@ def evaluate_exported(path: str | Path, split: str | None = None, runtime: str =
     With `text`, adds the plate-reading metrics of `evaluate_text`.
     Writes <export folder>/eval_<split>/<saved_model | tflite stem>.json.
     """
-    from kdod import export_lib
-
     evaluate_plate_text = text_evaluator(text, split) if text is not None else None
-    detector = export_lib.load_exported(path, runtime, num_threads)
-    metrics = evaluate_exported_model(detector, original_eval_examples(split))
+    detector = exported.load_exported(path, runtime, num_threads)
+    metrics = coco_metrics(exported_detections(detector, original_eval_examples(split)))
     _log_metrics(f"COCO metrics of {path}", metrics)
     if evaluate_plate_text:
         text_metrics = evaluate_plate_text(detector)
         _log_metrics(f"Plate-text metrics of {path}", text_metrics)
         metrics = {**metrics, **text_metrics}
-    results = export_lib.export_folder(path) / f"eval_{split or 'eval'}"
-    train_lib.write_json(results / f"{exported_name(path)}.json", metrics)
+    results = exported.export_folder(path) / f"eval_{split or 'eval'}"
+    files.write_json(results / f"{exported_name(path)}.json", metrics)
     return metrics

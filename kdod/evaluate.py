@@ -89,7 +89,7 @@ def main_exported(path: str) -> None:
         raise config.ConfigError("Give --model_dir or --exported, not both.")
     if not Path(path).exists():
         raise config.ConfigError(f"--exported={path} does not exist.")
-    from kdod.export_lib import export_folder  # After flag parsing: TensorFlow loads slowly.
+    from kdod.exported import export_folder  # After flag parsing: TensorFlow loads slowly.
 
     gin_files = flags.FLAGS.gin_file or [str(export_folder(path) / config.FULL_CONFIG)]
     config.parse_gin(gin_files, flags.FLAGS.gin_param)

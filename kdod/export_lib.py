@@ -1,11 +1,11 @@
-"""Exporting trained detectors for serving and edge devices, and loading the exports back.
+"""Exporting trained detectors for serving and edge devices (`kdod.exported` loads them back).
 
 Two forms, written into one export folder (default model_dir/export) with a
 ``label_map.pbtxt``, the run's ``config.gin`` and the anchors beside them:
 
 - ``saved_model/``: the TF Object Detection API serving signature. ``serving_default``
   takes ``input_tensor`` uint8 [1, H, W, 3] of any size, letterboxes it in the graph as
-  `kdod.data.augment.letterbox` does, runs the network, decodes and NMSs, and returns
+  evaluation does (`kdod.data.geometry`), runs the network, decodes and NMSs, and returns
   ``detection_boxes`` [1, D, 4] (ymin, xmin, ymax, xmax normalized to the input image,
   clipped to [0, 1]), ``detection_scores`` [1, D], ``detection_classes`` [1, D] (float32,
   1-based label-map ids), ``num_detections`` [1] (float32), ``raw_detection_boxes`` [1, A, 4]
@@ -34,43 +34,19 @@ from absl import logging
 from tqdm import tqdm
 
 from kdod import config
-from kdod.data import augment, tfod
+from kdod.data import geometry, tfod
 from kdod.data.pipeline import input_pipeline
-from kdod.detection import postprocess
 from kdod.detection.detector import Detector
-from kdod.errors import KdodError
+from kdod.exported import (
+    ANCHORS_FILE,
+    INPUT_NAME,
+    LABEL_ID_OFFSET,
+    SAVED_MODEL_DIR,
+    SIGNATURE_KEY,
+    ExportError,
+)
 
-SAVED_MODEL_DIR = "saved_model"
-ANCHORS_FILE = "anchors.npy"
-SIGNATURE_KEY = "serving_default"
-INPUT_NAME = "input_tensor"
-DETECTION_KEYS = ("detection_boxes", "detection_scores", "detection_classes", "num_detections")
 QUANTIZATIONS = ("float32", "float16", "dynamic", "int8")
-RUNTIMES = ("litert", "tf")
-LABEL_ID_OFFSET = 1  # TF OD API label-map ids start at 1; kdod labels at 0.
-
-
-class ExportError(KdodError):
-    """An export cannot be written or an exported model cannot be used."""
-
-
-# ---------------------------------------------------------------- letterbox geometry
-
-
-def letterbox_image(image: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """The model-size square (float32) the detector sees, and the factors [4] that map boxes
-    normalized to that square back to boxes normalized to `image` (see `to_image_boxes`)."""
-    image_hw = tf.shape(image)[:2]
-    window = augment.letterbox_window(image_hw)
-    square = augment.crop_resize(image, window, size)
-    factors = tf.tile(window[2:] / tf.cast(image_hw, tf.float32), [2])
-    return square, factors
-
-
-def to_image_boxes(boxes: tf.Tensor, factors: tf.Tensor, clip: bool = True) -> tf.Tensor:
-    """Boxes normalized to the letterboxed square -> normalized to the original image."""
-    boxes = boxes * factors
-    return tf.clip_by_value(boxes, 0.0, 1.0) if clip else boxes
 
 
 # ---------------------------------------------------------------- SavedModel
@@ -97,17 +73,23 @@ class TfodServingModule(tf.Module):
 
     @tf.function(input_signature=[tf.TensorSpec([1, None, None, 3], tf.uint8, name=INPUT_NAME)])
     def serve(self, input_tensor: tf.Tensor) -> dict[str, tf.Tensor]:
-        square, factors = letterbox_image(input_tensor[0], self._image_size)
+        image = input_tensor[0]
+        square, window = geometry.letterbox_image(image, self._image_size)
+        image_hw = tf.shape(image)[:2]
+
+        def to_image(boxes: tf.Tensor, clip: bool = True) -> tf.Tensor:
+            return geometry.to_image_boxes(boxes, image_hw, window, clip)
+
         # Rounded as the input pipeline's uint8 images are, so serving sees what evaluation saw.
         detections = self._detect(tf.round(square)[None])
         raw_scores = detections["raw_scores"]
         background = 1.0 - tf.reduce_max(raw_scores, axis=-1, keepdims=True)
         return {
-            "detection_boxes": to_image_boxes(detections["boxes"], factors),
+            "detection_boxes": to_image(detections["boxes"]),
             "detection_scores": detections["scores"],
             "detection_classes": tf.cast(detections["classes"] + LABEL_ID_OFFSET, tf.float32),
             "num_detections": tf.cast(detections["num_detections"], tf.float32),
-            "raw_detection_boxes": to_image_boxes(detections["raw_boxes"], factors, clip=False),
+            "raw_detection_boxes": to_image(detections["raw_boxes"], clip=False),
             "raw_detection_scores": tf.concat([background, raw_scores], axis=-1),
         }
 
@@ -119,51 +101,6 @@ def export_saved_model(detector: Detector, output_dir: str | Path) -> Path:
     tf.saved_model.save(module, str(path),
                         signatures={SIGNATURE_KEY: module.serve.get_concrete_function()})
     return path
-
-
-def find_saved_model(path: str | Path) -> Path | None:
-    """The SavedModel folder at `path` or in its saved_model/ subfolder (TF OD API layout)."""
-    for folder in (Path(path), Path(path) / SAVED_MODEL_DIR):
-        if (folder / "saved_model.pb").is_file():
-            return folder
-    return None
-
-
-def load_tfod_signature(path: str | Path) -> Callable[..., dict[str, tf.Tensor]]:
-    """The ``serving_default`` function of a TF OD API style SavedModel, checked."""
-    folder = find_saved_model(path)
-    if folder is None:
-        raise ExportError(f"No SavedModel at {path} (no saved_model.pb there or in "
-                          f"{Path(path) / SAVED_MODEL_DIR}). Export one with: python -m "
-                          f"kdod.export --model_dir=<run> --format=saved_model")
-    loaded = tf.saved_model.load(str(folder))
-    signature = loaded.signatures.get(SIGNATURE_KEY)
-    if signature is None:
-        raise ExportError(f"The SavedModel {folder} has no {SIGNATURE_KEY!r} signature (it has "
-                          f"{sorted(loaded.signatures) or 'none'}); a TF OD API detector export "
-                          f"is expected.")
-    _check_signature(signature, folder)
-    signature.loaded_model = loaded  # The signature needs its variables alive.
-    return signature
-
-
-def _check_signature(signature, folder: Path) -> None:
-    inputs = signature.structured_input_signature[1]
-    spec = inputs.get(INPUT_NAME)
-    outputs = set(signature.structured_outputs)
-    problems = []
-    if (spec is None or spec.dtype != tf.uint8 or spec.shape.rank != 4
-            or spec.shape[-1] not in (3, None)):
-        found = ", ".join(f"{k}: {v.dtype.name} {v.shape}" for k, v in inputs.items())
-        problems.append(f"input {INPUT_NAME!r} uint8 [1, H, W, 3] (found {found or 'none'})")
-    if missing := [k for k in DETECTION_KEYS if k not in outputs]:
-        problems.append(f"outputs {', '.join(missing)} (found {', '.join(sorted(outputs))})")
-    if problems:
-        raise ExportError(f"The SavedModel {folder} does not have the TF OD API detection "
-                          f"signature: {SIGNATURE_KEY!r} lacks {'; '.join(problems)}.")
-
-
-# ---------------------------------------------------------------- TFLite
 
 
 class NetworkModule(tf.Module):
@@ -272,87 +209,3 @@ def export(detector: Detector, output_dir: str | Path, export_format: str = "sav
     return path
 
 
-# ---------------------------------------------------------------- loading exports
-
-
-class SavedModelDetector:
-    """An exported SavedModel (kdod's or the TF OD API's) run on whole images."""
-
-    def __init__(self, path: str | Path):
-        self.signature = load_tfod_signature(path)
-
-    def detect_image(self, image: np.ndarray) -> dict[str, np.ndarray]:
-        """Detections on one uint8 [H, W, 3] image: boxes normalized to it, 0-based classes."""
-        outputs = self.signature(**{INPUT_NAME: tf.constant(image[None], tf.uint8)})
-        count = int(outputs["num_detections"][0])
-        return {"boxes": outputs["detection_boxes"][0, :count].numpy(),
-                "scores": outputs["detection_scores"][0, :count].numpy(),
-                "classes": outputs["detection_classes"][0, :count].numpy().astype(np.int32)
-                - LABEL_ID_OFFSET}
-
-
-def _interpreter(path: Path, runtime: str, num_threads: int):
-    if runtime == "litert":
-        from ai_edge_litert.interpreter import Interpreter
-    elif runtime == "tf":
-        Interpreter = tf.lite.Interpreter
-    else:
-        raise ExportError(f"Unknown TFLite runtime {runtime!r}; choose {', '.join(RUNTIMES)}.")
-    return Interpreter(model_path=str(path), num_threads=num_threads)
-
-
-class TfliteDetector:
-    """An exported .tflite network plus kdod's decoding and NMS, run on whole images."""
-
-    def __init__(self, path: str | Path, runtime: str = "litert", num_threads: int = 2):
-        path = Path(path)
-        anchors = path.with_name(ANCHORS_FILE)
-        if not anchors.is_file():
-            raise ExportError(f"{anchors} is missing: a TFLite export is decoded with the "
-                              f"anchors written beside it by python -m kdod.export.")
-        self.anchors = tf.constant(np.load(anchors))
-        self.interpreter = _interpreter(path, runtime, num_threads)
-        self.runner = self.interpreter.get_signature_runner()
-        self.input = self.interpreter.get_input_details()[0]
-        self.image_size = int(self.input["shape"][1])
-        self._postprocess = tf.function(postprocess.postprocess)
-        self._letterbox = tf.function(lambda image: letterbox_image(image, self.image_size))
-
-    def network(self, images: np.ndarray) -> dict[str, np.ndarray]:
-        """cls_logits and box_regression of uint8 [1, S, S, 3] letterboxed images."""
-        scale, zero_point = self.input["quantization"]
-        if scale:  # int8 models: requantize in case calibration did not span [0, 255].
-            images = np.clip(np.round(images / scale + zero_point), 0, 255)
-        return self.runner(images=images.astype(self.input["dtype"]))
-
-    def detect_image(self, image: np.ndarray) -> dict[str, np.ndarray]:
-        """Detections on one uint8 [H, W, 3] image: boxes normalized to it, 0-based classes."""
-        square, factors = self._letterbox(tf.constant(image))
-        outputs = self.network(np.round(square.numpy())[None].astype(np.uint8))
-        detections = self._postprocess(outputs["cls_logits"], outputs["box_regression"],
-                                       self.anchors)
-        count = int(detections["num_detections"][0])
-        return {"boxes": to_image_boxes(detections["boxes"][0, :count], factors).numpy(),
-                "scores": detections["scores"][0, :count].numpy(),
-                "classes": detections["classes"][0, :count].numpy()}
-
-
-def load_exported(path: str | Path, runtime: str = "litert",
-                  num_threads: int = 2) -> SavedModelDetector | TfliteDetector:
-    """An exported SavedModel folder or .tflite file, ready for `detect_image`."""
-    path = Path(path)
-    if path.suffix == ".tflite":
-        if not path.is_file():
-            raise ExportError(f"No TFLite model at {path}. Export one with: python -m "
-                              f"kdod.export --model_dir=<run> --format=tflite")
-        return TfliteDetector(path, runtime, num_threads)
-    return SavedModelDetector(path)
-
-
-def export_folder(path: str | Path) -> Path:
-    """The export folder of an exported model (where label map, anchors and config.gin are)."""
-    path = Path(path)
-    if path.suffix == ".tflite":
-        return path.parent
-    folder = find_saved_model(path) or path
-    return folder.parent if folder.name == SAVED_MODEL_DIR else folder

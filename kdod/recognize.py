@@ -25,7 +25,7 @@ flags.adopt_module_key_flags(config)
 
 flags.DEFINE_string("ocr", "easyocr", "OCR backend: a name in kdod.OCR_BACKENDS.")
 flags.DEFINE_string("formats", None, "Plate formats for correction: a region of "
-                    "kdod.ocr.postprocess.PLATE_FORMATS ('us', 'uk+us') or patterns "
+                    "kdod.ocr.plate_text.PLATE_FORMATS ('us', 'uk+us') or patterns "
                     "like 'LLDDLLL,DLLLDDD' (L letter, D digit).")
 flags.DEFINE_string("output_dir", "recognized", "Folder for plates.jsonl and annotated images.")
 flags.DEFINE_float("min_score", 0.3, "Detections below this score are ignored.")
@@ -132,7 +132,8 @@ def main(argv: list[str]) -> None:
     files = expand_paths(argv[1:])
     gin_files = flags.FLAGS.gin_file or [str(Path(model_dir) / config.FULL_CONFIG)]
     config.parse_gin(gin_files, flags.FLAGS.gin_param)
-    from kdod import anpr, eval_lib  # After flag parsing: TensorFlow loads slowly.
+    from kdod import eval_lib  # After flag parsing: TensorFlow loads slowly.
+    from kdod.ocr import anpr
 
     ocr = anpr.build_ocr(flags.FLAGS.ocr, flags.FLAGS.formats)
     recognizer = anpr.PlateRecognizer(eval_lib.load_trained(model_dir), ocr,

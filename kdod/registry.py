@@ -66,8 +66,8 @@ class Registry:
         def decorator(component: T) -> T:
             key = name or component.__name__
             if key in self._entries:
-                raise ValueError(f"{self.kind} {key!r} is registered twice "
-                                                  f"({self._entries[key].__module__} and {component.__module__}).")
+                raise ValueError(f"{self.kind} {key!r} is registered twice ("
+                                 f"{self._entries[key].__module__} and {component.__module__}).")
             configurable = gin.configurable(key, module=f"kdod.{self.kind}")(component)
             self._entries[key] = configurable
             return configurable

@@ -1,16 +1,12 @@
-"""Training machinery: the per-batch step, optimizers and schedules, checkpoints, callbacks.
+"""Training: optimizers and schedules, the checkpointing and image-summary callbacks, `train`.
 
-`train_batch` is the one function that computes losses and applies gradients. Keras
-`fit` calls it from `train_step`; a custom `tf.distribute` loop can call it through
-`strategy.run` (Keras `fit` fails under MultiWorkerMirroredStrategy, see DESIGN.md).
+The per-batch step is `kdod.train_step.train_batch` (shared with `tf.distribute` loops);
+checkpoint files are `kdod.checkpoints`.
 """
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -20,33 +16,11 @@ import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
-from kdod import config
+from kdod import checkpoints, config, visualize
 from kdod.data.pipeline import input_pipeline
 from kdod.detection.detector import Detector
+from kdod.distill.distiller import DistillerConfig, build_distiller
 from kdod.errors import KdodError
-
-CHECKPOINT_DIR = "checkpoints"
-DETECTOR_WEIGHTS = "detector.weights.h5"
-_CHECKPOINT_RE = re.compile(r"ckpt-(\d+)\.weights\.h5$")
-
-
-def train_batch(model: keras.Model, batch: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
-    """One optimisation step of `model.loss_terms` on `batch`; returns the loss terms."""
-    with tf.GradientTape() as tape:
-        outputs = model(batch["image"], training=True)
-        terms = model.loss_terms(batch, outputs)
-        total = terms["total"]
-        if model.losses:  # Regularisation losses of layers, if any were configured.
-            total += tf.add_n(model.losses)
-    variables = model.trainable_variables
-    gradients = tape.gradient(total, variables)
-    model.optimizer.apply_gradients(zip(gradients, variables))
-    return {**terms, "learning_rate": _current_learning_rate(model.optimizer)}
-
-
-def _current_learning_rate(optimizer: keras.optimizers.Optimizer) -> tf.Tensor:
-    rate = optimizer.learning_rate
-    return tf.convert_to_tensor(rate(optimizer.iterations) if callable(rate) else rate)
 
 
 @gin.configurable
@@ -90,76 +64,6 @@ def make_optimizer(total_steps: int, name: str = "sgd", learning_rate: float = 0
     raise ValueError(f"Unknown optimizer {name!r}; choose sgd, adam or adamw.")
 
 
-class CheckpointError(KdodError):
-    """A checkpoint in model_dir cannot be used; the message says which and what to do."""
-
-
-def checkpoint_paths(model_dir: str | Path) -> list[Path]:
-    """Complete checkpoints in model_dir, oldest first."""
-    folder = Path(model_dir) / CHECKPOINT_DIR
-    found = [(int(m.group(1)), p) for p in folder.glob("ckpt-*.weights.h5")
-             if (m := _CHECKPOINT_RE.search(p.name))]
-    return [p for _, p in sorted(found)]
-
-
-def save_checkpoint(model: keras.Model, model_dir: str | Path, step: int, keep: int = 3) -> Path:
-    """Writes ckpt-<step>.weights.h5 (weights and optimizer state) atomically; keeps the last `keep`."""
-    folder = Path(model_dir) / CHECKPOINT_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"ckpt-{step}.weights.h5"
-    partial = folder / f"partial-{step}.weights.h5"  # A kill mid-write leaves only this behind.
-    model.save_weights(partial, overwrite=True)
-    os.replace(partial, path)
-    for old in checkpoint_paths(model_dir)[:-keep]:
-        old.unlink()
-    return path
-
-
-def save_detector(detector: Detector, model_dir: str | Path) -> Path:
-    """Writes the detector's network alone (no optimizer, no distillation adapters).
-
-    Evaluation, export and distillation (as a teacher) load it with `load_detector`.
-    """
-    path = Path(model_dir) / DETECTOR_WEIGHTS
-    partial = path.with_name("partial-" + path.name)
-    detector.network.save_weights(partial, overwrite=True)
-    os.replace(partial, path)
-    return path
-
-
-def load_detector(detector: Detector, model_dir: str | Path) -> Detector:
-    """Loads model_dir's detector.weights.h5 into `detector` (built from the run's gin config)."""
-    path = Path(model_dir) / DETECTOR_WEIGHTS
-    if not path.is_file():
-        raise CheckpointError(f"No trained detector in {model_dir} ({DETECTOR_WEIGHTS} is "
-                              f"missing); train first: python -m kdod.train --gin_file=... "
-                              f"--model_dir={model_dir}")
-    try:
-        detector.network.load_weights(path)
-    except Exception as error:  # noqa: BLE001 - h5py and keras raise many kinds here.
-        raise CheckpointError(f"Cannot load {path} into the configured detector: {error}. Is "
-                              f"the gin config the one it was trained with?") from None
-    return detector
-
-
-def restore_latest(model: keras.Model, model_dir: str | Path) -> int:
-    """Loads the newest checkpoint into a built model; returns its step (0 if none)."""
-    paths = checkpoint_paths(model_dir)
-    if not paths:
-        return 0
-    optimizer = getattr(model, "optimizer", None)  # None when restoring for inference.
-    if optimizer is not None and not optimizer.built:
-        optimizer.build(model.trainable_variables)
-    try:
-        model.load_weights(paths[-1])
-    except Exception as error:  # noqa: BLE001 - h5py and keras raise many kinds here.
-        raise CheckpointError(
-            f"Cannot restore checkpoint {paths[-1]}: {type(error).__name__}: {error}. It is "
-            f"corrupt or from a different model configuration. Delete it to fall back to an "
-            f"older one, or use a new --model_dir to start over.") from None
-    return int(_CHECKPOINT_RE.search(paths[-1].name).group(1))
-
-
 class NonFiniteLossError(KdodError):
     """Training produced a NaN or infinite loss."""
 
@@ -185,13 +89,13 @@ class CheckpointAndGuard(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         if self.bad_step is None:
             step = int(self.model.optimizer.iterations.numpy())
-            path = save_checkpoint(self.model, self.model_dir, step, self.keep)
-            save_detector(self.model.exported_detector(), self.model_dir)
+            path = checkpoints.save_checkpoint(self.model, self.model_dir, step, self.keep)
+            checkpoints.save_detector(self.model.exported_detector(), self.model_dir)
             logging.info("Saved %s and the detector's weights", path)
 
     def raise_if_failed(self) -> None:
         if self.bad_step is not None:
-            last = checkpoint_paths(self.model_dir)
+            last = checkpoints.checkpoint_paths(self.model_dir)
             kept = f"the last good checkpoint is {last[-1]}" if last else "no checkpoint was saved"
             raise NonFiniteLossError(f"The loss became NaN or infinite at step {self.bad_step}; "
                                      f"{kept}. Lower the learning rate or check the data.")
@@ -206,8 +110,6 @@ class ImageSummaries(keras.callbacks.Callback):
         self.batch = batch
 
     def on_epoch_end(self, epoch, logs=None):
-        from kdod import visualize
-
         detections = self.model.detect(self.batch["image"])
         pictures = []
         for i in range(len(self.batch["image"])):
@@ -229,16 +131,17 @@ class ImageSummaries(keras.callbacks.Callback):
 @gin.configurable(denylist=["model_dir"])
 def train(model_dir: str, steps: int = 1000, checkpoint_every: int = 200, keep_checkpoints: int = 3,
           log_every: int = 20, summary_images: int = 4, seed: int = 0,
-          model_fn=Detector) -> keras.Model:
-    """Trains `model_fn()` for `steps` steps, resuming from model_dir's last checkpoint."""
+          distillation: DistillerConfig | None = None, model_fn=Detector) -> keras.Model:
+    """Trains `model_fn()` (with `distillation`: a Distiller's student) for `steps` steps,
+    resuming from model_dir's last checkpoint."""
     keras.utils.set_random_seed(seed)
-    model = model_fn()
+    model = build_distiller(distillation) if distillation else model_fn()
     with gin.config_scope("train"):
         dataset = input_pipeline(training=True, image_size=model.image_size, seed=seed)
     model.compile(optimizer=make_optimizer(total_steps=steps), jit_compile=False)
     first_batch = next(iter(dataset))
     model(first_batch["image"][:1])  # Build the weights before restoring into them.
-    start = restore_latest(model, model_dir)
+    start = checkpoints.restore_latest(model, model_dir)
     config.write_operative_config(model_dir)
     if start >= steps:
         logging.info("%s is already trained to step %d.", model_dir, start)
@@ -262,8 +165,3 @@ def train(model_dir: str, steps: int = 1000, checkpoint_every: int = 200, keep_c
 def checkpoint_interval(steps: int, checkpoint_every: int) -> int:
     """The largest interval <= checkpoint_every that divides steps (Keras epochs are whole)."""
     return next(d for d in range(min(checkpoint_every, steps), 0, -1) if steps % d == 0)
-
-
-def write_json(path: str | Path, data: Mapping) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")

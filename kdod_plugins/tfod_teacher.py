@@ -3,8 +3,8 @@
 Point the Distiller at the export and this plugin loads it::
 
     # gin
-    Distiller.teacher_dir = "exported/ssd_resnet50_v1_fpn_640x640/saved_model"
-    Distiller.losses = {"pseudo_labels": 1.0}
+    DistillerConfig.teacher_dir = "exported/ssd_resnet50_v1_fpn_640x640/saved_model"
+    DistillerConfig.losses = {"pseudo_labels": 1.0}
 
 Such a teacher only gives detections (its heads and anchors are sealed in the graph), so it
 serves the losses that work across architectures: `pseudo_labels` (its detections as targets)
@@ -24,7 +24,7 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
 import kdod
-from kdod import export_lib
+from kdod import exported
 from kdod.distill.distiller import IncompatibleTeacherError
 
 
@@ -48,11 +48,11 @@ class TfodSavedModelTeacher:
 
     @staticmethod
     def can_load(path: str | Path) -> bool:
-        return export_lib.find_saved_model(path) is not None
+        return exported.find_saved_model(path) is not None
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        signature = export_lib.load_tfod_signature(path)
+        signature = exported.load_tfod_signature(path)
         # Frozen to constants, as the TFLite converter does: a training step's tape watches
         # every trainable variable a called function reads, and would then need gradients
         # through the teacher's NMS, which has none.
@@ -72,11 +72,11 @@ class TfodSavedModelTeacher:
 
     def _detect_one(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
         outputs = tf.nest.pack_sequence_as(
-            self._output_structure, self._frozen(**{export_lib.INPUT_NAME: image[None]}))
+            self._output_structure, self._frozen(**{exported.INPUT_NAME: image[None]}))
         return {
             "boxes": outputs["detection_boxes"][0],
             "scores": outputs["detection_scores"][0],
             "classes": tf.cast(outputs["detection_classes"][0], tf.int32)
-            - export_lib.LABEL_ID_OFFSET,
+            - exported.LABEL_ID_OFFSET,
             "num_detections": tf.cast(outputs["num_detections"][0], tf.int32),
         }

@@ -11,9 +11,9 @@ import pytest
 from conftest import REPO
 from PIL import Image
 
-from kdod import anpr, config, eval_lib, train_lib
-from kdod.data import synthetic
-from kdod.ocr import PlateRead
+from kdod import config, eval_lib, train_lib
+from kdod.ocr import PlateRead, anpr
+from tfds_builders.synthetic_plates import scene as synthetic_scene
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +35,7 @@ def image_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("images")
     sizes = [(128, 128), (128, 128), (96, 160)]
     for seed, (height, width) in enumerate(sizes):
-        scene = synthetic.render_scene(seed, synthetic.SceneConfig(
+        scene = synthetic_scene.render_scene(seed, synthetic_scene.SceneConfig(
             height=height, width=width, min_plates=1, max_plates=2))
         Image.fromarray(scene.image).save(folder / f"scene{seed}.png")
     (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 this is not a JPEG")

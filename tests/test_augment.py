@@ -80,7 +80,8 @@ def test_bad_augmentation_config_is_a_clear_error():
 
 
 def test_too_many_boxes_is_an_error_naming_the_setting():
-    example = {"image": tf.zeros([4, 4, 3]), "boxes": tf.zeros([3, 4]), "labels": tf.zeros([3], tf.int32)}
+    example = {"image": tf.zeros([4, 4, 3]), "boxes": tf.zeros([3, 4]),
+               "labels": tf.zeros([3], tf.int32)}
     with pytest.raises(tf.errors.InvalidArgumentError, match="max_boxes=2"):
         pipeline.pad_boxes(example, 2)
 

@@ -28,7 +28,8 @@ def test_gin_file_found_by_path_and_by_name(tmp_path, monkeypatch):
     (tmp_path / "gin").mkdir()
     (tmp_path / "gin" / "schedule.gin").write_text("demo_schedule.learning_rate = 0.5\n")
     monkeypatch.chdir(tmp_path)
-    assert config.resolve_gin_file("gin/schedule.gin") == (tmp_path / "gin" / "schedule.gin").resolve()
+    expected = (tmp_path / "gin" / "schedule.gin").resolve()
+    assert config.resolve_gin_file("gin/schedule.gin") == expected
     config.parse_gin(["schedule.gin"], ["demo_schedule.warmup_steps = 3"])
     assert demo_schedule() == (0.5, 3)
 

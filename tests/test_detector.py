@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kdod.data.geometry import to_pixels
 from kdod.detection.anchors import AnchorConfig
 from kdod.detection.detector import Detector, DetectorConfig
-from kdod.eval_lib import to_pixels
 
 
 @pytest.mark.parametrize("neck", ["fpn", "fpn_lite"])

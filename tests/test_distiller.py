@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 from conftest import TINY_GIN as TINY
 
-from kdod import config, train_lib
+from kdod import checkpoints, config, train_lib, train_step
 from kdod.detection.anchors import AnchorConfig
 from kdod.detection.detector import Detector, DetectorConfig
 from kdod.distill.distiller import Distiller, IncompatibleTeacherError
@@ -55,7 +55,7 @@ def test_gradients_reach_student_and_adapters_but_not_the_teacher(distiller):
     teacher_before = [v.numpy().copy() for v in distiller.teacher.variables]
     student_before = [v.numpy().copy() for v in distiller.student.trainable_variables]
     adapter_before = [v.numpy().copy() for a in distiller.adapters for v in a.trainable_variables]
-    logs = train_lib.train_batch(distiller, _batch())
+    logs = train_step.train_batch(distiller, _batch())
     assert np.isfinite(float(logs["total"]))
     assert all(np.array_equal(a, v.numpy())
                for a, v in zip(teacher_before, distiller.teacher.variables))
@@ -66,14 +66,14 @@ def test_gradients_reach_student_and_adapters_but_not_the_teacher(distiller):
 
 
 def test_saved_student_has_no_adapters_and_loads_without_the_distiller(distiller, tmp_path):
-    train_lib.train_batch(distiller, _batch())
-    path = train_lib.save_detector(distiller.exported_detector(), tmp_path)
+    train_step.train_batch(distiller, _batch())
+    path = checkpoints.save_detector(distiller.exported_detector(), tmp_path)
     with h5py.File(path) as weights:
         names = []
         weights.visit(names.append)
     assert names and not [n for n in names if "adapter" in n or "optimizer" in n]
     config.parse_gin([], ["fpn_lite.filters = 16"])
-    plain = train_lib.load_detector(_detector(4, "plain"), tmp_path)
+    plain = checkpoints.load_detector(_detector(4, "plain"), tmp_path)
     images = _batch()["image"]
     np.testing.assert_allclose(plain(images)["cls_logits"],
                                distiller.student(images)["cls_logits"], atol=1e-5)
@@ -98,13 +98,13 @@ def test_distillation_run_from_gin_with_a_trained_teacher(tiny_data_dir, tmp_pat
     data = f"input_pipeline.data_dir = '{tiny_data_dir}'"
     config.parse_gin([TINY], [data, "train.steps = 20", "train.summary_images = 0"])
     train_lib.train(str(teacher_dir))
-    teacher_weights = (teacher_dir / train_lib.DETECTOR_WEIGHTS).read_bytes()
+    teacher_weights = (teacher_dir / checkpoints.DETECTOR_WEIGHTS).read_bytes()
 
     gin.clear_config()
     config.parse_gin([TINY], [
         data, "train.steps = 20", "train.summary_images = 0", "tiny_cnn.width = 4",
-        "train.model_fn = @Distiller", f"Distiller.teacher_dir = '{teacher_dir}'",
-        "Distiller.losses = {'kl_logits': 1.0, 'feature_imitation': 0.5}",
+        "train.distillation = @DistillerConfig()", f"DistillerConfig.teacher_dir = '{teacher_dir}'",
+        "DistillerConfig.losses = {'kl_logits': 1.0, 'feature_imitation': 0.5}",
         "kl_logits.temperature = 3.0"])
     model = train_lib.train(str(student_dir))
     assert isinstance(model, Distiller)
@@ -113,6 +113,6 @@ def test_distillation_run_from_gin_with_a_trained_teacher(tiny_data_dir, tmp_pat
     # The teacher kept its own width (8) although the student's config says 4.
     assert model.teacher.network.get_layer("tiny_cnn").output[8].shape[-1] == 32
     assert model.student.network.get_layer("tiny_cnn").output[8].shape[-1] == 16
-    assert (student_dir / train_lib.DETECTOR_WEIGHTS).is_file()
-    assert (teacher_dir / train_lib.DETECTOR_WEIGHTS).read_bytes() == teacher_weights
+    assert (student_dir / checkpoints.DETECTOR_WEIGHTS).is_file()
+    assert (teacher_dir / checkpoints.DETECTOR_WEIGHTS).read_bytes() == teacher_weights
     assert "kl_logits" in model.history.history and "feature_imitation" in model.history.history

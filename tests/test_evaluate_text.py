@@ -12,11 +12,11 @@ import pytest
 import tensorflow as tf
 from conftest import REPO, TINY_GIN
 
-from kdod import anpr, config, eval_lib, export_lib, train_lib
+from kdod import config, eval_lib, export_lib, train_lib
 from kdod.data.pipeline import NoPlateTextError, load_examples
 from kdod.errors import KdodError
 from kdod.metrics.text import read_text_csv
-from kdod.ocr import PlateRead, postprocess
+from kdod.ocr import PlateRead, anpr, cropping, plate_text
 
 TEXT_KEYS = ("ocr_exact_match", "ocr_cer", "end_to_end_exact_match", "end_to_end_cer")
 # An undertrained detector scores low: keep its best few boxes whatever their score.
@@ -34,8 +34,8 @@ class OracleOcr:
     """Reads a crop of a true box (cut as PlateRecognizer cuts it) as that plate's text."""
 
     def __init__(self, examples):
-        margin = postprocess.CropPreparation.margin
-        self.texts = {postprocess.crop_box(e["image"], box, margin).tobytes(): text.decode()
+        margin = cropping.CropPreparation.margin
+        self.texts = {cropping.crop_box(e["image"], box, margin).tobytes(): text.decode()
                       for e in examples for box, text in zip(e["boxes"], e["texts"])}
         self.crops_read = 0
 
@@ -95,7 +95,7 @@ def test_text_from_a_csv_of_some_images(tiny_data_dir, examples, tmp_path):
     metrics = eval_lib.evaluate_text(recognizer, without_text, truth)
     assert metrics["text_images"] == 3 and metrics["ocr_plates"] == len(rows)
     assert metrics["ocr_exact_match"] == pytest.approx((len(rows) - 1) / len(rows))
-    characters = sum(len(postprocess.normalize_text(text)) for _, text in rows)
+    characters = sum(len(plate_text.normalize_text(text)) for _, text in rows)
     assert metrics["ocr_cer"] == pytest.approx(1 / characters)
 
     csv.write_text("".join(f"{name},{text}\n" for name, text in [*rows, (rows[0][0], "X1")]))

@@ -11,7 +11,7 @@ import tensorflow as tf
 from conftest import OVERFIT_TINY
 from conftest import TINY_GIN as TINY
 
-from kdod import config, eval_lib, export_lib, train_lib
+from kdod import config, eval_lib, export_lib, exported, train_lib
 from kdod.data import augment, tfod
 from kdod.data.pipeline import load_examples
 
@@ -81,7 +81,7 @@ def test_saved_model_has_the_tfod_api_signature_and_a_label_map(tiny_export):
     assert (spec.name, spec.dtype, spec.shape.as_list()) == ("input_tensor", tf.uint8,
                                                              [1, None, None, 3])
     outputs = {k: (v.dtype, v.shape.as_list()) for k, v in signature.structured_outputs.items()}
-    anchors = np.load(export_dir / export_lib.ANCHORS_FILE).shape[0]
+    anchors = np.load(export_dir / exported.ANCHORS_FILE).shape[0]
     assert outputs == {
         "detection_boxes": (tf.float32, [1, 100, 4]),
         "detection_scores": (tf.float32, [1, 100]),
@@ -93,26 +93,26 @@ def test_saved_model_has_the_tfod_api_signature_and_a_label_map(tiny_export):
 
 
 def test_saved_model_detections_equal_keras_on_images_of_other_sizes(trained, tiny_export):
-    saved_model = export_lib.SavedModelDetector(tiny_export / "export")
+    saved_model = exported.SavedModelDetector(tiny_export / "export")
     image, _ = _plate_images()[0]
     for height, width in [(150, 230), (201, 97)]:  # Neither the training size nor square.
         resized = tf.cast(tf.image.resize(image, [height, width]), tf.uint8).numpy()
         expected = _keras_detections(trained, resized)
-        exported = saved_model.detect_image(resized)
+        served = saved_model.detect_image(resized)
         assert len(expected["scores"]) > 0
-        np.testing.assert_allclose(exported["scores"], expected["scores"], atol=1e-4)
-        np.testing.assert_allclose(exported["boxes"], expected["boxes"], atol=1e-4)
-        np.testing.assert_array_equal(exported["classes"], expected["classes"])
+        np.testing.assert_allclose(served["scores"], expected["scores"], atol=1e-4)
+        np.testing.assert_allclose(served["boxes"], expected["boxes"], atol=1e-4)
+        np.testing.assert_array_equal(served["classes"], expected["classes"])
     raw = saved_model.signature(input_tensor=tf.constant(resized[None]))
     assert raw["detection_classes"].numpy()[0, 0] == 1.0  # TF OD API ids are 1-based.
     assert 0.0 <= raw["detection_boxes"].numpy().min() <= raw["detection_boxes"].numpy().max() <= 1
 
 
-@pytest.mark.parametrize("runtime", export_lib.RUNTIMES)
+@pytest.mark.parametrize("runtime", exported.RUNTIMES)
 def test_tflite_float32_matches_keras(trained, tiny_export, runtime):
     path = export_lib.export(trained, tiny_export / "export", "tflite", "float32",
                              model_dir=tiny_export)
-    tflite = export_lib.TfliteDetector(path, runtime)
+    tflite = exported.TfliteDetector(path, runtime)
     image, _ = _plate_images()[1]
     letterboxed = tf.round(augment.letterbox({"image": tf.constant(image),
                                               "boxes": tf.zeros([0, 4])}, 128)["image"])[None]
@@ -131,8 +131,8 @@ def test_int8_loads_on_both_interpreters_and_finds_the_plate(trained, tiny_expor
              if _best_iou(_keras_detections(trained, image)["boxes"][:1], boxes) > 0.7]
     assert found, "the Keras model should find at least one plate it was trained on"
     image, plates = found[0]
-    for runtime in export_lib.RUNTIMES:
-        int8 = export_lib.TfliteDetector(path, runtime)
+    for runtime in exported.RUNTIMES:
+        int8 = exported.TfliteDetector(path, runtime)
         assert int8.input["dtype"] == np.uint8
         detections = int8.detect_image(image)
         assert len(detections["boxes"]) > 0
@@ -149,20 +149,20 @@ def test_evaluating_the_saved_model_gives_the_checkpoint_metrics(trained, tiny_e
 
 
 def test_missing_or_foreign_exports_give_clear_errors(tmp_path, clean_gin):
-    with pytest.raises(export_lib.ExportError, match="No SavedModel at .*kdod.export"):
-        export_lib.load_exported(tmp_path / "nothing")
-    with pytest.raises(export_lib.ExportError, match="No TFLite model at"):
-        export_lib.load_exported(tmp_path / "model.tflite")
+    with pytest.raises(exported.ExportError, match="No SavedModel at .*kdod.export"):
+        exported.load_exported(tmp_path / "nothing")
+    with pytest.raises(exported.ExportError, match="No TFLite model at"):
+        exported.load_exported(tmp_path / "model.tflite")
 
     module = tf.Module()
     module.classify = tf.function(lambda x: {"logits": x * 2.0},
                                   input_signature=[tf.TensorSpec([None, 4], tf.float32)])
     tf.saved_model.save(module, str(tmp_path / "classifier"),
                         signatures={"serving_default": module.classify})
-    with pytest.raises(export_lib.ExportError,
+    with pytest.raises(exported.ExportError,
                        match=r"does not have the TF OD API detection signature.*input_tensor.*"
                              r"detection_boxes"):
-        export_lib.load_exported(tmp_path / "classifier")
+        exported.load_exported(tmp_path / "classifier")
 
     (tmp_path / "classifier" / config.FULL_CONFIG).write_text("")
     result = subprocess.run([sys.executable, "-m", "kdod.evaluate",

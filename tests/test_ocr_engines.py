@@ -1,7 +1,7 @@
 """Each OCR engine for real on rendered plates of known text (skipped only when not installed).
 
-Engines load once per module; the plates are flat renderings by kdod.data.synthetic, including
-US-style plates whose state name and slogan the line selection has to leave out.
+Engines load once per module; the plates are flat renderings by tfds_builders.synthetic_plates,
+including US-style plates whose state name and slogan the line selection has to leave out.
 """
 
 import importlib.util
@@ -15,26 +15,26 @@ import pytest
 from PIL import Image
 
 from kdod import registry
-from kdod.data import synthetic
 from kdod.errors import KdodError
 from kdod.ocr import OcrBackend, PlateRead, ReadOptions
+from tfds_builders.synthetic_plates import plates
 
-STYLES = {style.name: style for style in synthetic.PLATE_STYLES}
+STYLES = {style.name: style for style in plates.PLATE_STYLES}
 # (drawn text, style, header, footer): registrations in the synthetic formats, one per style.
 PLATES = [("AB12 CDE", "white", "", ""), ("KLM4821", "yellow", "", ""),
           ("7BCD352", "us", "CALIFORNIA", "dmv.ca.gov"),
           ("GHJ5077", "us", "Colorado", "LAND OF LINCOLN"), ("MN-305-PX", "black", "", ""),
           ("3RTY618", "eu", "D", "")]
-TRUTH = [synthetic.registration_of(text) for text, *_ in PLATES]
+TRUTH = [plates.registration_of(text) for text, *_ in PLATES]
 US_PLATES = [i for i, (_, style, _, _) in enumerate(PLATES) if style == "us"]
 
 
 def render_plate(text: str, style: str, header: str, footer: str, height: int = 60) -> np.ndarray:
     """A flat plate (uint8 RGB) with a few pixels of grey around it, as a detector cuts it."""
-    spec = synthetic.PlateSpec(text, STYLES[style], "DejaVuSans-Bold.ttf",
-                               round(height * STYLES[style].aspect), height, np.zeros((4, 2)),
-                               False, header, footer)
-    plate = synthetic.plate_pixels(spec, decorations=True)
+    spec = plates.PlateSpec(text, STYLES[style], "DejaVuSans-Bold.ttf",
+                            round(height * STYLES[style].aspect), height, np.zeros((4, 2)),
+                            False, header, footer)
+    plate = plates.plate_pixels(spec, decorations=True)
     canvas = Image.new("RGBA", (plate.width + 12, plate.height + 12), (120, 120, 120, 255))
     canvas.alpha_composite(plate, (6, 6))
     return np.asarray(canvas.convert("RGB"))

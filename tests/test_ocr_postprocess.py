@@ -3,14 +3,14 @@
 import numpy as np
 import pytest
 
-from kdod.ocr import base, postprocess
+from kdod.ocr import base, cropping, plate_text
 from kdod.ocr.base import ReadOptions, TextLine
 
 
 @pytest.mark.parametrize("raw, expected", [
     ("ab 12-cd", "AB12CD"), (" x.Y_z ", "XYZ"), ("Über 7!", "BER7"), ("", "")])
 def test_normalize_keeps_upper_case_letters_and_digits(raw, expected):
-    assert postprocess.normalize_text(raw) == expected
+    assert plate_text.normalize_text(raw) == expected
 
 
 @pytest.mark.parametrize("text, patterns, expected, cost", [
@@ -24,21 +24,21 @@ def test_normalize_keeps_upper_case_letters_and_digits(raw, expected):
     ("AB12CD", ["LLDDLLL"], "AB12CD", None),  # too short for the pattern
 ])
 def test_apply_formats_fixes_look_alikes_where_the_format_says(text, patterns, expected, cost):
-    assert postprocess.apply_formats(text, patterns) == (expected, cost)
+    assert plate_text.apply_formats(text, patterns) == (expected, cost)
 
 
 def test_apply_formats_prefers_the_pattern_needing_fewest_changes():
     # 'DLLLDDD' fits with no change; 'LLLDDDD' would need 8 -> B.
-    assert postprocess.apply_formats("8ABC123", ["LLLDDDD", "DLLLDDD"]) == ("8ABC123", 0)
+    assert plate_text.apply_formats("8ABC123", ["LLLDDDD", "DLLLDDD"]) == ("8ABC123", 0)
 
 
 def test_formats_by_region_and_errors():
-    assert "LLDDLLL" in postprocess.resolve_formats("uk+synthetic")
-    assert postprocess.resolve_formats(["LLD*"]) == ("LLD*",)
+    assert "LLDDLLL" in plate_text.resolve_formats("uk+synthetic")
+    assert plate_text.resolve_formats(["LLD*"]) == ("LLD*",)
     with pytest.raises(ValueError, match="Unknown plate format region 'mars'"):
         ReadOptions(formats="mars")
     with pytest.raises(ValueError, match="L \\(letter\\)"):
-        postprocess.resolve_formats(["AB12"])
+        plate_text.resolve_formats(["AB12"])
 
 
 def _us_plate_lines():
@@ -77,20 +77,20 @@ def test_nothing_read_gives_an_empty_text_with_zero_score():
 
 def test_crop_box_adds_a_margin_and_stays_inside_the_image():
     image = np.zeros((100, 200, 3), np.uint8)
-    assert postprocess.crop_box(image, [0.2, 0.25, 0.4, 0.75], margin=0.1).shape == (24, 120, 3)
-    assert postprocess.crop_box(image, [0.0, 0.0, 1.0, 1.0], margin=0.5).shape == (100, 200, 3)
-    assert postprocess.crop_box(image, [1.0, 1.0, 1.0, 1.0]).shape == (1, 1, 3)  # degenerate
+    assert cropping.crop_box(image, [0.2, 0.25, 0.4, 0.75], margin=0.1).shape == (24, 120, 3)
+    assert cropping.crop_box(image, [0.0, 0.0, 1.0, 1.0], margin=0.5).shape == (100, 200, 3)
+    assert cropping.crop_box(image, [1.0, 1.0, 1.0, 1.0]).shape == (1, 1, 3)  # degenerate
 
 
 def test_prepare_crop_trims_bars_upscales_and_stretches_contrast():
     crop = np.full((20, 60, 3), 110, np.uint8)
     crop[5:15, 10:50] = 140  # faint "text" block
     crop[:, :3] = 0  # a black bar on the left edge
-    prepared = postprocess.prepare_crop(crop, postprocess.CropPreparation(
+    prepared = cropping.prepare_crop(crop, cropping.CropPreparation(
         min_height=40, pad=0.0))
     # The bar and the flat columns on both sides are trimmed (at most 15% of 60 per side),
     # then the crop is upscaled 2x.
     assert prepared.shape[:2] == (40, (60 - 2 * 9) * 2)
     assert prepared.max() == 255 and prepared.min() == 0  # contrast stretched
-    padded = postprocess.prepare_crop(crop, postprocess.CropPreparation(min_height=40, pad=0.25))
+    padded = cropping.prepare_crop(crop, cropping.CropPreparation(min_height=40, pad=0.25))
     assert padded.shape == (60, prepared.shape[1] + 20, 3)

@@ -6,19 +6,25 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from kdod.data import synthetic
+from tfds_builders.synthetic_plates import plates
+from tfds_builders.synthetic_plates.background import draw_background
+from tfds_builders.synthetic_plates.config import PlateWords
+from tfds_builders.synthetic_plates.effects import decode_jpeg
+from tfds_builders.synthetic_plates.lettering import load_font
+from tfds_builders.synthetic_plates.placement import sample_plates
+from tfds_builders.synthetic_plates.scene import Scene, SceneConfig, render_scene
 
-SMALL = synthetic.SceneConfig(height=160, width=160, min_plates=1, max_plates=3)
+SMALL = SceneConfig(height=160, width=160, min_plates=1, max_plates=3)
 
 
-def _background_and_scene(seed: int, config: synthetic.SceneConfig):
+def _background_and_scene(seed: int, config: SceneConfig):
     """The background alone and the full scene, from the same seed."""
     rng = np.random.default_rng(seed)
-    background = synthetic.draw_background(rng, config, synthetic.sample_plates(rng, config))
-    return background, synthetic.render_scene(seed, config)
+    background = draw_background(rng, config, sample_plates(rng, config))
+    return background, render_scene(seed, config)
 
 
-def _pixel_boxes(scene: synthetic.Scene) -> np.ndarray:
+def _pixel_boxes(scene: Scene) -> np.ndarray:
     height, width = scene.image.shape[:2]
     return scene.boxes * np.array([height, width, height, width], dtype=np.float32)
 
@@ -45,8 +51,8 @@ def test_boxes_tightly_enclose_the_plates(seed, warped):
 # ---------------------------------------------------------------- reading text back
 
 GLYPH_SHAPE = (24, 32)  # width, height every glyph is compared at
-ALPHABET = synthetic.LETTERS + synthetic.DIGITS
-READABLE = synthetic.SceneConfig(
+ALPHABET = plates.LETTERS + plates.DIGITS
+READABLE = SceneConfig(
     height=200, width=480, min_plates=1, max_plates=1, scale_median=0.42, scale_sigma=0.05,
     scale_range=(0.4, 0.45), plate_decorations=False,
 ).without_effects()
@@ -69,7 +75,7 @@ def _normalized_glyph(ink: np.ndarray) -> tuple[np.ndarray, float]:
 
 
 def _templates(font_name: str) -> dict[str, tuple[np.ndarray, float]]:
-    font = synthetic.load_font(font_name, 96)
+    font = load_font(font_name, 96)
     templates = {}
     for char in ALPHABET:
         canvas = Image.new("L", (120, 120))
@@ -78,7 +84,7 @@ def _templates(font_name: str) -> dict[str, tuple[np.ndarray, float]]:
     return templates
 
 
-TEMPLATES = {name: _templates(name) for name in synthetic.REGISTRATION_FONTS}
+TEMPLATES = {name: _templates(name) for name in plates.REGISTRATION_FONTS}
 
 
 def _segment_registration(plate: np.ndarray) -> list[np.ndarray]:
@@ -113,10 +119,10 @@ def read_plate(plate: np.ndarray) -> str:
     return min(readings)[1]
 
 
-@pytest.mark.parametrize("style", synthetic.STYLE_NAMES)
+@pytest.mark.parametrize("style", plates.STYLE_NAMES)
 @pytest.mark.parametrize("seed", range(3))
 def test_text_matches_the_drawn_registration(seed, style):
-    scene = synthetic.render_scene(seed, dataclasses.replace(READABLE, styles=(style,)))
+    scene = render_scene(seed, dataclasses.replace(READABLE, styles=(style,)))
     (ymin, xmin, ymax, xmax), = _pixel_boxes(scene)
     plate = scene.image[int(np.ceil(ymin)):int(ymax), int(np.ceil(xmin)):int(xmax)]
     assert read_plate(plate) == scene.texts[0]
@@ -124,8 +130,8 @@ def test_text_matches_the_drawn_registration(seed, style):
 
 def test_reader_rejects_a_different_registration():
     """The check above is independent: an image of other text does not read as this text."""
-    first = synthetic.render_scene(0, READABLE)
-    other = synthetic.render_scene(1, READABLE)
+    first = render_scene(0, READABLE)
+    other = render_scene(1, READABLE)
     (ymin, xmin, ymax, xmax), = _pixel_boxes(other)
     plate = other.image[int(np.ceil(ymin)):int(ymax), int(np.ceil(xmin)):int(xmax)]
     assert first.texts[0] != other.texts[0]
@@ -136,7 +142,7 @@ def test_reader_rejects_a_different_registration():
 
 
 def test_same_seed_same_scene_and_different_seed_different_scene():
-    first, again, other = (synthetic.render_scene(seed, SMALL) for seed in (7, 7, 8))
+    first, again, other = (render_scene(seed, SMALL) for seed in (7, 7, 8))
     assert first.jpeg == again.jpeg
     np.testing.assert_array_equal(first.image, again.image)
     np.testing.assert_array_equal(first.boxes, again.boxes)
@@ -145,9 +151,9 @@ def test_same_seed_same_scene_and_different_seed_different_scene():
 
 
 def test_scene_contents_follow_the_contract():
-    config = synthetic.SceneConfig(height=96, width=128, plate_formats=("LL-DDD-LL",))
+    config = SceneConfig(height=96, width=128, plate_formats=("LL-DDD-LL",))
     for seed in range(20):
-        scene = synthetic.render_scene(seed, config)
+        scene = render_scene(seed, config)
         assert scene.image.shape == (96, 128, 3) and scene.image.dtype == np.uint8
         assert scene.boxes.shape == (len(scene.texts), 4) and scene.boxes.dtype == np.float32
         assert len(scene.texts) <= config.max_plates
@@ -156,14 +162,14 @@ def test_scene_contents_follow_the_contract():
         for text in scene.texts:
             assert len(text) == 7 and text.isalnum() and text.isupper()
             assert not set(text) & set("IOQ")
-        np.testing.assert_array_equal(synthetic.decode_jpeg(scene.jpeg), scene.image)
+        np.testing.assert_array_equal(decode_jpeg(scene.jpeg), scene.image)
 
 
 def test_plate_scales_cover_tiny_to_large():
-    config = synthetic.SceneConfig(min_plates=1)
+    config = SceneConfig(min_plates=1)
     scales = []
     for seed in range(120):
-        for spec in synthetic.sample_plates(np.random.default_rng(seed), config):
+        for spec in sample_plates(np.random.default_rng(seed), config):
             x0, y0, x1, y1 = spec.box_xyxy
             scales.append(np.sqrt((x1 - x0) * (y1 - y0) / (config.height * config.width)))
     scales = np.array(scales)
@@ -174,4 +180,14 @@ def test_plate_scales_cover_tiny_to_large():
 
 def test_missing_font_is_a_clear_error():
     with pytest.raises(FileNotFoundError, match="NoSuchFont.ttf"):
-        synthetic.load_font("NoSuchFont.ttf", 12)
+        load_font("NoSuchFont.ttf", 12)
+
+
+def test_plate_words_come_from_the_config():
+    words = PlateWords(us_headers=("UTAH",), us_footers=("LIFE ELEVATED",),
+                       eu_country_codes=("IRL",))
+    config = SceneConfig(min_plates=3, styles=("us", "eu"), plate_words=words)
+    specs = [spec for seed in range(5)
+             for spec in sample_plates(np.random.default_rng(seed), config)]
+    assert {spec.header for spec in specs} == {"UTAH", "IRL"}
+    assert {spec.footer for spec in specs} == {"LIFE ELEVATED"}

@@ -8,7 +8,7 @@ import tensorflow as tf
 import test_export
 from conftest import TINY_GIN as TINY
 
-from kdod import config, export_lib, train_lib
+from kdod import checkpoints, config, exported, train_lib, train_step
 from kdod.data.pipeline import input_pipeline
 from kdod.detection.detector import Detector, DetectorConfig
 from kdod.distill.distiller import Distiller, IncompatibleTeacherError
@@ -37,7 +37,8 @@ def test_exported_teacher_gives_detections_in_the_students_frame(tiny_export, ti
     assert isinstance(teacher, TfodSavedModelTeacher)
     batch = _batch(tiny_data_dir)
     detections = teacher(batch["image"])["detections"]
-    assert detections["classes"].dtype == tf.int32 and detections["num_detections"].dtype == tf.int32
+    assert detections["classes"].dtype == tf.int32
+    assert detections["num_detections"].dtype == tf.int32
     assert int(tf.reduce_min(detections["classes"])) == 0  # kdod labels are 0-based.
     # Where it is confident, its best box overlaps a true plate: the frames agree.
     confident = [i for i in range(len(batch["image"]))
@@ -59,7 +60,7 @@ def test_distilling_from_the_exported_teacher_trains_the_student(tiny_export, ti
     distiller = Distiller(_student(), teacher, {"pseudo_labels": 1.0, "box_imitation": 1.0})
     distiller.compile(optimizer=train_lib.make_optimizer(total_steps=10, warmup_steps=0))
     before = [v.numpy().copy() for v in distiller.student.trainable_variables]
-    terms = train_lib.train_batch(distiller, batch)
+    terms = train_step.train_batch(distiller, batch)
     assert float(terms["pseudo_labels"]) > 0 and float(terms["box_imitation"]) > 0
     assert any(not np.array_equal(a, v.numpy())
                for a, v in zip(before, distiller.student.trainable_variables))
@@ -76,13 +77,13 @@ def test_gin_distiller_detects_an_exported_teacher_dir(tiny_export, tiny_data_di
     config.parse_gin([TINY], [
         f"input_pipeline.data_dir = '{tiny_data_dir}'", "train.steps = 4",
         "train.checkpoint_every = 4", "train.summary_images = 0", "tiny_cnn.width = 4",
-        "train.model_fn = @Distiller",
-        f"Distiller.teacher_dir = '{tiny_export / 'export'}'",
-        "Distiller.losses = {'pseudo_labels': 1.0}", "pseudo_labels.score_threshold = 0.3"])
+        "train.distillation = @DistillerConfig()",
+        f"DistillerConfig.teacher_dir = '{tiny_export / 'export'}'",
+        "DistillerConfig.losses = {'pseudo_labels': 1.0}", "pseudo_labels.score_threshold = 0.3"])
     model = train_lib.train(str(tmp_path))
     assert isinstance(model.teacher, TfodSavedModelTeacher)
     assert np.isfinite(model.history.history["pseudo_labels"]).all()
-    assert (tmp_path / train_lib.DETECTOR_WEIGHTS).is_file()
+    assert (tmp_path / checkpoints.DETECTOR_WEIGHTS).is_file()
 
 
 def test_losses_that_need_head_outputs_are_refused_with_the_reason(tiny_export, clean_gin):
@@ -100,5 +101,5 @@ def test_wrong_teacher_paths_give_clear_errors(tmp_path):
     module.f = tf.function(lambda images: {"scores": tf.reduce_mean(images, [1, 2])},
                            input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)])
     tf.saved_model.save(module, str(tmp_path / "other"), signatures={"serving_default": module.f})
-    with pytest.raises(export_lib.ExportError, match=r"input 'input_tensor' uint8.*detection_boxes"):
+    with pytest.raises(exported.ExportError, match=r"input 'input_tensor' uint8.*detection_boxes"):
         load_teacher(tmp_path / "other")

@@ -1,4 +1,4 @@
-"""Bad input for the Kaggle VOC builders (tfds_builders/voc.py), and the real car_plates sample."""
+"""Bad input for the Kaggle VOC builders (tfds_builders/voc/), and the real car_plates sample."""
 
 from __future__ import annotations
 
@@ -16,8 +16,18 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 import tfds_builders  # noqa: F401  Registers the builders.
-from tfds_builders import voc
 from tfds_builders.car_plates import car_plates_dataset_builder as car_plates
+from tfds_builders.voc.annotations import (
+    UnknownClassError,
+    check_class_names,
+    normalized_boxes,
+    parse_annotation,
+)
+from tfds_builders.voc.archives import UnsafeArchiveError, open_archive
+from tfds_builders.voc.builder import pair_files, split_of, split_sizes
+from tfds_builders.voc.images import load_image
+from tfds_builders.voc.kaggle import MissingArchiveError
+from tfds_builders.voc.report import PrepReport, SkipExample
 
 REPO = Path(__file__).resolve().parents[1]
 CAR_DUMMY = REPO / "tfds_builders" / "car_plates" / "dummy_data"
@@ -55,8 +65,8 @@ def write_pair(root: Path, stem: str, image: bytes | None, xml: bytes | None) ->
             (root / folder / f"{stem}{suffix}").write_bytes(data)
 
 
-def report() -> voc.PrepReport:
-    return voc.PrepReport("test", ["train", "validation", "test"])
+def report() -> PrepReport:
+    return PrepReport("test", ["train", "validation", "test"])
 
 
 def prepare(manual_dir: Path, data_dir: Path) -> tfds.core.DatasetBuilder:
@@ -70,7 +80,7 @@ def test_unpaired_files_are_skipped_and_counted():
     names = ["images/a.png", "annotations/a.xml", "images/b.png", "annotations/c.xml",
              "__MACOSX/images/._a.png", "images/readme.txt"]
     counts = report()
-    pairs = voc.pair_files(names, SOURCE, counts)
+    pairs = pair_files(names, SOURCE, counts)
     assert [p.stem for p in pairs] == ["a"]
     assert counts.counts["image_without_annotation"] == 1
     assert counts.counts["annotation_without_image"] == 1
@@ -79,8 +89,8 @@ def test_unpaired_files_are_skipped_and_counted():
 @pytest.mark.parametrize("data", [b"not an image at all", png_bytes(64, 48)[:-40]],
                          ids=["corrupt", "truncated"])
 def test_corrupt_or_truncated_image_is_skipped(data):
-    with pytest.raises(voc.SkipExample) as raised:
-        voc.load_image(data, "images/bad.png")
+    with pytest.raises(SkipExample) as raised:
+        load_image(data, "images/bad.png")
     assert raised.value.reason == "corrupt_image"
     assert "images/bad.png" in str(raised.value)
 
@@ -90,22 +100,22 @@ def test_corrupt_or_truncated_image_is_skipped(data):
 def test_image_above_the_pixel_limit_is_refused_from_its_header(size):
     # Decoded, these would take 360 MB and 10 GB; the header alone must be enough to refuse
     # them (they hold no pixel data: decoding would fail as corrupt instead).
-    with pytest.raises(voc.SkipExample) as raised:
-        voc.load_image(png_header_only(*size), "images/huge.png")
+    with pytest.raises(SkipExample) as raised:
+        load_image(png_header_only(*size), "images/huge.png")
     assert raised.value.reason == "image_too_large"
-    with pytest.raises(voc.SkipExample, match="above the limit of 100"):
-        voc.load_image(png_bytes(20, 10), "images/small.png", max_pixels=100)
+    with pytest.raises(SkipExample, match="above the limit of 100"):
+        load_image(png_bytes(20, 10), "images/small.png", max_pixels=100)
 
 
 def test_images_become_rgb_and_rgb_jpeg_bytes_are_kept():
-    stored, size = voc.load_image(png_bytes(30, 20, "RGBA"), "a.png")
+    stored, size = load_image(png_bytes(30, 20, "RGBA"), "a.png")
     assert size == (30, 20) and Image.open(io.BytesIO(stored)).mode == "RGB"
     grey = io.BytesIO()
     Image.new("L", (8, 8), 7).save(grey, "PNG")
-    assert Image.open(io.BytesIO(voc.load_image(grey.getvalue(), "g.png")[0])).mode == "RGB"
+    assert Image.open(io.BytesIO(load_image(grey.getvalue(), "g.png")[0])).mode == "RGB"
     jpeg = io.BytesIO()
     Image.new("RGB", (16, 16), (1, 2, 3)).save(jpeg, "JPEG")
-    assert voc.load_image(jpeg.getvalue(), "a.jpeg")[0] == jpeg.getvalue()
+    assert load_image(jpeg.getvalue(), "a.jpeg")[0] == jpeg.getvalue()
 
 
 @pytest.mark.parametrize("xml", [
@@ -115,14 +125,14 @@ def test_images_become_rgb_and_rgb_jpeg_bytes_are_kept():
     b'<!DOCTYPE a [<!ENTITY e "boom">]><annotation>&e;</annotation>',
 ], ids=["unclosed", "bad-number", "dtd"])
 def test_malformed_xml_is_skipped_with_the_file_named(xml):
-    with pytest.raises(voc.SkipExample, match="annotations/Cars9.xml") as raised:
-        voc.parse_annotation(xml, "annotations/Cars9.xml")
+    with pytest.raises(SkipExample, match="annotations/Cars9.xml") as raised:
+        parse_annotation(xml, "annotations/Cars9.xml")
     assert raised.value.reason == "malformed_xml"
 
 
 def test_boxes_outside_are_clipped_and_degenerate_dropped():
     counts = report()
-    boxes = voc.normalized_boxes(
+    boxes = normalized_boxes(
         [(-10, 5, 50, 25), (20, 10, 20, 30), (120, 0, 150, 10), (10, 10, 30, 20)],
         100, 50, "a.xml", counts)
     np.testing.assert_allclose(boxes, [[0.1, 0.0, 0.5, 0.5], [0.2, 0.1, 0.4, 0.3]])
@@ -131,9 +141,9 @@ def test_boxes_outside_are_clipped_and_degenerate_dropped():
 
 
 def test_unknown_class_fails_with_the_known_names():
-    annotation = voc.parse_annotation(voc_xml("a.png", None, [(1, 2, 3, 4)], "car"), "a.xml")
-    with pytest.raises(voc.UnknownClassError, match="'car'; known: licence"):
-        voc.check_class_names(annotation, "a.xml", SOURCE)
+    annotation = parse_annotation(voc_xml("a.png", None, [(1, 2, 3, 4)], "car"), "a.xml")
+    with pytest.raises(UnknownClassError, match="'car'; known: licence"):
+        check_class_names(annotation, "a.xml", SOURCE)
 
 
 @pytest.mark.parametrize("member", ["../evil.png", "images/../../evil.png", "/etc/evil.png",
@@ -143,8 +153,8 @@ def test_zip_member_escaping_the_folder_is_refused(tmp_path, member):
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("images/Cars0.png", b"x")
         archive.writestr(member, b"x")
-    with pytest.raises(voc.UnsafeArchiveError, match="outside"):
-        voc.open_archive(path)
+    with pytest.raises(UnsafeArchiveError, match="outside"):
+        open_archive(path)
 
 
 def test_symlink_out_of_an_unpacked_folder_is_refused(tmp_path):
@@ -152,22 +162,22 @@ def test_symlink_out_of_an_unpacked_folder_is_refused(tmp_path):
     outside.write_bytes(b"x")
     (tmp_path / "archive" / "images").mkdir(parents=True)
     (tmp_path / "archive" / "images" / "Cars0.png").symlink_to(outside)
-    with pytest.raises(voc.UnsafeArchiveError, match="outside"):
-        voc.open_archive(tmp_path / "archive").read("images/Cars0.png")
+    with pytest.raises(UnsafeArchiveError, match="outside"):
+        open_archive(tmp_path / "archive").read("images/Cars0.png")
 
 
 def test_split_rule_is_fixed():
-    assert [voc.split_of(f"Cars{i}") for i in (0, 2, 34)] == ["train", "test", "validation"]
-    assert voc.split_sizes([f"Cars{i}" for i in range(433)]) == {
+    assert [split_of(f"Cars{i}") for i in (0, 2, 34)] == ["train", "test", "validation"]
+    assert split_sizes([f"Cars{i}" for i in range(433)]) == {
         "train": 346, "validation": 51, "test": 36}
-    assert voc.split_sizes([f"N{i}" for i in range(1, 229)]) == {
+    assert split_sizes([f"N{i}" for i in range(1, 229)]) == {
         "train": 183, "validation": 15, "test": 30}
 
 
 def test_missing_archive_error_says_what_to_download(tmp_path, monkeypatch):
     monkeypatch.delenv("KAGGLE_USERNAME", raising=False)
     monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no_kaggle"))
-    with pytest.raises(voc.MissingArchiveError, match="andrewmvd/car-plate-detection"):
+    with pytest.raises(MissingArchiveError, match="andrewmvd/car-plate-detection"):
         prepare(tmp_path / "empty_manual", tmp_path / "data")
 
 
@@ -182,7 +192,7 @@ def test_the_other_sets_archive_is_not_taken_for_this_one(tmp_path):
     (tmp_path / "manual").mkdir()
     zip_folder(REPO / "tfds_builders" / "number_plates" / "dummy_data",
                tmp_path / "manual" / "archive.zip")
-    with pytest.raises(voc.MissingArchiveError, match="no image with its annotation"):
+    with pytest.raises(MissingArchiveError, match="no image with its annotation"):
         prepare(tmp_path / "manual", tmp_path / "data")
 
 
@@ -222,7 +232,7 @@ def test_real_car_plates_sample_matches_its_xml(tmp_path):
     builder = prepare(REAL_SAMPLE, tmp_path / "data")
     expected = {}  # file name -> pixel boxes from the XML
     for xml in sorted((REAL_SAMPLE / "annotations").glob("*.xml")):
-        annotation = voc.parse_annotation(xml.read_bytes(), xml.name)
+        annotation = parse_annotation(xml.read_bytes(), xml.name)
         expected[f"{xml.stem}.png"] = (annotation.size, [b[1:] for b in annotation.boxes])
     seen = {}
     for split in ("train", "validation", "test"):
@@ -273,6 +283,6 @@ def test_failed_kaggle_download_says_so_and_how_to_do_it_by_hand(tmp_path, monke
     monkeypatch.setenv("KAGGLE_USERNAME", "someone")
     monkeypatch.setenv("KAGGLE_KEY", "not-a-key")
     monkeypatch.setenv("PATH", str(tmp_path))  # No `kaggle` command: the download fails.
-    with pytest.raises(voc.MissingArchiveError, match="Kaggle download of .* failed") as raised:
+    with pytest.raises(MissingArchiveError, match="Kaggle download of .* failed") as raised:
         prepare(tmp_path / "empty_manual", tmp_path / "data")
     assert "car-plate-detection.zip" in str(raised.value)

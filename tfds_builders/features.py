@@ -1,4 +1,4 @@
-"""Feature spec shared by every plate data set (see the dataset contract in DESIGN.md)."""
+"""Feature spec shared by every plate data set (see the dataset contract in docs/design.md)."""
 
 import tensorflow_datasets as tfds
 

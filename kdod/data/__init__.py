@@ -1,2 +1,2 @@
-"""Data: the input pipeline (pipeline.py, augment.py) and the synthetic plate renderer
-(synthetic.py). Nothing is imported here, so the renderer stays free of TensorFlow."""
+"""Data: the input pipeline (pipeline.py, augment.py). The synthetic plate renderer lives beside
+its TFDS builder, in tfds_builders/synthetic_plates/. Nothing is imported here."""

@@ -21,6 +21,8 @@ import dataclasses
 import gin
 import tensorflow as tf
 
+from kdod.data import geometry
+
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
@@ -45,12 +47,6 @@ class Augmentation:
             raise ValueError("Augmentation.flip_prob and min_visible must lie in [0, 1].")
 
 
-def letterbox_window(image_hw: tf.Tensor) -> tf.Tensor:
-    """The square window [y0, x0, y1, x1] (pixels) holding the whole image at its top-left."""
-    side = tf.cast(tf.reduce_max(image_hw), tf.float32)
-    return tf.stack([0.0, 0.0, side, side])
-
-
 def random_window(image_hw: tf.Tensor, seed: tf.Tensor, min_scale: float,
                   max_scale: float) -> tf.Tensor:
     """A random square window; it lies inside the image on an axis where it fits, else covers it."""
@@ -60,53 +56,6 @@ def random_window(image_hw: tf.Tensor, seed: tf.Tensor, min_scale: float,
     slack = hw - side  # >= 0: room to slide inside the image; < 0: the image fits inside.
     offset = tf.minimum(slack, 0.0) + tf.random.stateless_uniform([2], offset_seed) * tf.abs(slack)
     return tf.concat([offset, offset + side], axis=0)
-
-
-def crop_resize(image: tf.Tensor, window: tf.Tensor, size: int,
-                pad_value: float = 0.0) -> tf.Tensor:
-    """Cuts `window` (pixel edges) out of `image` and resamples it to size x size, float32.
-
-    Output pixel i samples the source at pixel-centre coordinate
-    ``a - 0.5 + (i + 0.5) * (b - a) / size``; crop_and_resize's coordinates are
-    converted so that boxes transformed by `transform_boxes` stay exact.
-    """
-    image, window = _shrink_if_much_larger(tf.cast(image, tf.float32), window, size)
-    hw = tf.cast(tf.shape(image)[:2], tf.float32)
-    start, end = window[:2], window[2:]
-    extent = end - start
-    denominator = tf.maximum(hw - 1.0, 1.0)
-    box_start = (start - 0.5 + 0.5 * extent / size) / denominator
-    box_end = box_start + extent * (size - 1) / (size * denominator)
-    return tf.image.crop_and_resize(
-        image[None], tf.concat([box_start, box_end], 0)[None], [0],
-        [size, size], extrapolation_value=pad_value)[0]
-
-
-def _shrink_if_much_larger(image: tf.Tensor, window: tf.Tensor,
-                           size: int) -> tuple[tf.Tensor, tf.Tensor]:
-    """Area-averages images with over 2 source pixels per output pixel down to 2.
-
-    crop_and_resize samples points: from a 4000-pixel photo into 320 pixels it would
-    alias thin strokes (plate characters) away. The window is rescaled with the image,
-    so it covers the same part of the scene and boxes need no change.
-    """
-    hw = tf.cast(tf.shape(image)[:2], tf.float32)
-    factor = tf.reduce_max(window[2:] - window[:2]) / (2.0 * size)
-
-    def shrink():
-        new_hw = tf.maximum(tf.round(hw / factor), 1.0)
-        shrunk = tf.image.resize(image, tf.cast(new_hw, tf.int32), method="area")
-        return shrunk, window * tf.tile(new_hw / hw, [2])
-
-    return tf.cond(factor > 1.0, shrink, lambda: (image, window))
-
-
-def transform_boxes(boxes: tf.Tensor, image_hw: tf.Tensor, window: tf.Tensor) -> tf.Tensor:
-    """Maps normalized boxes of the source image into normalized coordinates of the window."""
-    hw = tf.tile(tf.cast(image_hw, tf.float32), [2])
-    start = tf.tile(window[:2], [2])
-    extent = tf.tile(window[2:] - window[:2], [2])
-    return (boxes * hw - start) / extent
 
 
 def keep_visible(boxes: tf.Tensor, labels: tf.Tensor, size: int, min_visible: float,
@@ -148,8 +97,8 @@ def augment(example: dict, seed: tf.Tensor, size: int, config: Augmentation) -> 
         tf.random.experimental.stateless_split(seed, 3))
     image_hw = tf.shape(example["image"])[:2]
     window = random_window(image_hw, window_seed, config.min_scale, config.max_scale)
-    image = crop_resize(example["image"], window, size)
-    boxes = transform_boxes(example["boxes"], image_hw, window)
+    image = geometry.crop_resize(example["image"], window, size)
+    boxes = geometry.to_window_boxes(example["boxes"], image_hw, window)
     boxes, labels = keep_visible(boxes, example["labels"], size, config.min_visible,
                                  config.min_size)
     if config.flip_prob:
@@ -162,7 +111,6 @@ def augment(example: dict, seed: tf.Tensor, size: int, config: Augmentation) -> 
 
 def letterbox(example: dict, size: int) -> dict:
     """Evaluation geometry: the whole image, aspect kept, padded at the bottom/right."""
-    image_hw = tf.shape(example["image"])[:2]
-    window = letterbox_window(image_hw)
-    return {**example, "image": crop_resize(example["image"], window, size),
-            "boxes": transform_boxes(example["boxes"], image_hw, window), "window": window}
+    image, window = geometry.letterbox_image(example["image"], size)
+    boxes = geometry.to_window_boxes(example["boxes"], tf.shape(example["image"])[:2], window)
+    return {**example, "image": image, "boxes": boxes, "window": window}

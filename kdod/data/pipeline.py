@@ -1,6 +1,6 @@
 """Input pipeline: TFDS -> RGB examples -> augment / letterbox -> padded batches.
 
-Every source is a TFDS data set with the plate features of DESIGN.md. Several
+Every source is a TFDS data set with the plate features of docs/design.md. Several
 sources can be mixed with weights (the original project trained on two Kaggle
 sets combined)::
 

@@ -17,7 +17,7 @@ import gin
 import keras
 import tensorflow as tf
 
-from kdod import registry
+from kdod import registry, train_step
 from kdod.detection import anchors as anchors_lib
 from kdod.detection import heads, losses, matcher, postprocess
 
@@ -27,8 +27,8 @@ def build_network(config: DetectorConfig) -> keras.Model:
     image_size, num_classes, anchor_config = (config.image_size, config.num_classes,
                                               config.anchor_config)
     images = keras.Input((image_size, image_size, 3), name="images")
-    backbone_features = registry.BACKBONES.get(config.backbone)(input_shape=(image_size, image_size, 3))(
-        images)
+    backbone = registry.BACKBONES.get(config.backbone)(input_shape=(image_size, image_size, 3))
+    backbone_features = backbone(images)
     pyramid = registry.NECKS.get(config.neck)(backbone_features, min_level=anchor_config.min_level,
                                        max_level=anchor_config.max_level)
     filters = pyramid[anchor_config.min_level].shape[-1]
@@ -126,9 +126,7 @@ class Detector(keras.Model):
         return self
 
     def train_step(self, batch):
-        from kdod.train_lib import train_batch  # The step shared with multi-worker loops.
-
-        return train_batch(self, batch)
+        return train_step.train_batch(self, batch)  # The step shared with tf.distribute loops.
 
     def detect(self, images) -> dict[str, tf.Tensor]:
         """Boxes (normalized to the input), scores, classes, num_detections after NMS."""

@@ -6,7 +6,8 @@ import math
 
 import keras
 
-_PRIOR_PROBABILITY = 0.01  # RetinaNet: start every anchor at p(object) = 0.01 so focal loss is stable.
+# RetinaNet: start every anchor at p(object) = 0.01 so the focal loss is stable.
+_PRIOR_PROBABILITY = 0.01
 
 
 class SharedHead:

@@ -3,9 +3,9 @@
     loss = student detection loss + sum_i weight_i * distill_loss_i(student_out, teacher_out, batch)
 
 gin:
-    train.model_fn = @Distiller
-    Distiller.teacher_dir = "runs/teacher_small"
-    Distiller.losses = {"kl_logits": 1.0, "feature_imitation": 0.5}
+    train.distillation = @DistillerConfig()
+    DistillerConfig.teacher_dir = "runs/teacher_small"
+    DistillerConfig.losses = {"kl_logits": 1.0, "feature_imitation": 0.5}
     kl_logits.temperature = 2.0
 
 A registered loss is a class (or a plain function) called as
@@ -19,6 +19,7 @@ The batch the losses see also holds ``targets`` (the student's matched targets),
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 from collections.abc import Callable, Mapping
 
@@ -26,7 +27,7 @@ import gin
 import keras
 import tensorflow as tf
 
-from kdod import registry
+from kdod import registry, train_step
 from kdod.detection import anchors as anchors_lib
 from kdod.detection.detector import Detector, DetectorConfig
 from kdod.distill.teacher import load_teacher
@@ -37,11 +38,24 @@ class IncompatibleTeacherError(KdodError):
     """An anchor- or feature-level loss was asked for between mismatched models."""
 
 
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class DistillerConfig:
+    """What `train` distills from (gin: ``train.distillation = @DistillerConfig()``).
+
+    Attributes:
+        teacher_dir: a trained kdod run, or an exported model a teacher plugin loads.
+        losses: {registered loss name: weight}, e.g. ``{"kl_logits": 1.0}``.
+    """
+
+    teacher_dir: str
+    losses: Mapping[str, float]
+
+
 class Distiller(keras.Model):
     """Trains `student` against a frozen `teacher` with weighted distillation losses."""
 
-    def __init__(self, student: Detector, teacher, losses: Mapping[str, float],
-                 **kwargs):
+    def __init__(self, student: Detector, teacher, losses: Mapping[str, float], **kwargs):
         super().__init__(**kwargs)
         self.student = student
         self.teacher = teacher
@@ -96,9 +110,7 @@ class Distiller(keras.Model):
         return {**terms, "detection_loss": terms["total"], "total": total}
 
     def train_step(self, batch):
-        from kdod.train_lib import train_batch  # The step shared with multi-worker loops.
-
-        return train_batch(self, batch)
+        return train_step.train_batch(self, batch)  # The step shared with tf.distribute loops.
 
     def detect(self, images) -> dict[str, tf.Tensor]:
         return self.student.detect(images)
@@ -133,9 +145,7 @@ def _check_anchor_layouts(names, losses, student: Detector, teacher) -> None:
             f"AnchorConfig and image size, or {ACROSS_LAYOUTS}.")
 
 
-@gin.configurable("Distiller")
-def build_distiller(teacher_dir: str = gin.REQUIRED,
-                    losses: Mapping[str, float] = gin.REQUIRED) -> Distiller:
-    """The Distiller of gin: the teacher from `teacher_dir`, the student from DetectorConfig."""
-    teacher = load_teacher(teacher_dir)
-    return Distiller(Detector(DetectorConfig(), name="student"), teacher, losses)
+def build_distiller(config: DistillerConfig) -> Distiller:
+    """The Distiller of `config`: its teacher loaded, the student from gin's DetectorConfig."""
+    return Distiller(Detector(DetectorConfig(), name="student"), load_teacher(config.teacher_dir),
+                     config.losses)

@@ -16,9 +16,9 @@ from pathlib import Path
 import gin
 
 from kdod import config, registry
+from kdod.checkpoints import DETECTOR_WEIGHTS, load_detector
 from kdod.detection.detector import Detector, DetectorConfig
 from kdod.errors import KdodError
-from kdod.train_lib import DETECTOR_WEIGHTS, load_detector
 
 TEACHER_SCOPE = "teacher"
 # A binding line "selector.param = value" (possibly scoped), not a comment or continuation.

@@ -2,7 +2,7 @@
 
 End to end, a ground-truth plate counts as read when a detection overlaps it at IoU >= 0.5
 (each detection matched at most once, best IoU first) and that detection's text equals the
-plate's. Texts are compared after `kdod.ocr.postprocess.normalize_text`.
+plate's. Texts are compared after `kdod.ocr.plate_text.normalize_text`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import numpy as np
 
 from kdod.errors import KdodError
 from kdod.ocr import base
-from kdod.ocr.postprocess import normalize_text
+from kdod.ocr.plate_text import normalize_text
 
 MATCH_IOU = 0.5
 

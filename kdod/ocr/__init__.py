@@ -1,12 +1,13 @@
-"""OCR backends behind one protocol (`OcrBackend.read(crops) -> [PlateRead]`), plate-text
-post-processing and crop preparation.
+"""OCR backends behind one protocol (`OcrBackend.read(crops) -> [PlateRead]`), crop preparation
+(`cropping`), plate-text rules (`plate_text`) and the detector + OCR pipeline (`anpr`).
 
-Importing this package registers the core backend (`easyocr`) by name without importing its
-engine: engines load when a backend is built. `kdod_plugins` adds `rapidocr` and `tesseract`.
+Importing this package registers the backends `easyocr`, `rapidocr` and `tesseract` by name
+without importing their engines: an engine loads when its backend is built, so a missing
+engine disables that backend alone.
 """
 
-from kdod.ocr import easyocr_backend  # noqa: F401  Registers "easyocr".
+from kdod.ocr import easyocr_backend, rapidocr_backend, tesseract_backend  # noqa: F401
 from kdod.ocr.base import LineReader, OcrBackend, PlateRead, ReadOptions, TextLine
-from kdod.ocr.postprocess import CropPreparation
+from kdod.ocr.cropping import CropPreparation
 
 __all__ = ["CropPreparation", "LineReader", "OcrBackend", "PlateRead", "ReadOptions", "TextLine"]

@@ -18,8 +18,8 @@ import gin
 import numpy as np
 
 from kdod.errors import KdodError
-from kdod.ocr import postprocess
-from kdod.ocr.postprocess import CropPreparation
+from kdod.ocr import cropping, plate_text
+from kdod.ocr.cropping import CropPreparation
 
 MIN_LENGTH, MAX_LENGTH = 2, 10  # registrations are this long in most of the world
 
@@ -54,7 +54,7 @@ def polygon_bounds(points: Sequence[Sequence[float]]) -> tuple[float, float, flo
 
 @runtime_checkable
 class OcrBackend(Protocol):
-    """What kdod asks of an OCR engine (DESIGN.md, OCR contract)."""
+    """What kdod asks of an OCR engine (docs/design.md, OCR contract)."""
 
     def read(self, crops: list[np.ndarray]) -> list[PlateRead]:
         """Plate text for each uint8 HxWx3 RGB crop."""
@@ -97,7 +97,7 @@ def candidate_lines(lines: Sequence[TextLine]) -> list[TextLine]:
     """Rows and their single pieces (a row may have swallowed a sticker), normalized, unique."""
     seen, candidates = set(), []
     for line in [*group_rows(lines), *lines]:
-        text = postprocess.normalize_text(line.text)
+        text = plate_text.normalize_text(line.text)
         if text and text not in seen:
             seen.add(text)
             candidates.append(dataclasses.replace(line, text=text))
@@ -108,7 +108,7 @@ def registration_likeness(line: TextLine, tallest: float, widest: float, crop_he
                           patterns: Sequence[str]) -> float:
     """How much a (normalized) line looks like the registration; higher is more likely."""
     centre = (line.box[1] + line.box[3]) / 2 / max(crop_height, 1.0)
-    in_format = bool(patterns) and postprocess.apply_formats(line.text, patterns)[1] is not None
+    in_format = bool(patterns) and plate_text.apply_formats(line.text, patterns)[1] is not None
     plausible_length = MIN_LENGTH + 2 <= len(line.text) <= MAX_LENGTH - 2
     return (3.0 * line.height / max(tallest, 1e-6)  # the registration has the largest glyphs
             + 1.0 * (1.0 - min(1.0, 2 * abs(centre - 0.5)))  # and sits mid-plate
@@ -137,12 +137,12 @@ def read_bands(crop: np.ndarray, boxes: Sequence[tuple[float, float, float, floa
     """Each box's band read as one line by a single-line recogniser; the whole crop if no box."""
     if not boxes:
         boxes = [(0.0, 0.0, float(crop.shape[1]), float(crop.shape[0]))]
-    return [TextLine(*recognise(postprocess.cut_band(crop, box)), box) for box in boxes]
+    return [TextLine(*recognise(cropping.cut_band(crop, box)), box) for box in boxes]
 
 
 def join_all(lines: Sequence[TextLine]) -> str:
     """Everything read, top to bottom and left to right: the naive baseline."""
-    return postprocess.normalize_text("".join(line.text for line in group_rows(lines)))
+    return plate_text.normalize_text("".join(line.text for line in group_rows(lines)))
 
 
 @gin.configurable(module="kdod.ocr")
@@ -151,7 +151,7 @@ class ReadOptions:
     """How lines become a plate's text.
 
     Attributes:
-        formats: a region of `postprocess.PLATE_FORMATS` ('us', 'uk+us'), patterns, or None.
+        formats: a region of `plate_text.PLATE_FORMATS` ('us', 'uk+us'), patterns, or None.
         correct: fit the selected text to the formats, fixing look-alike characters.
         select: choose the registration line; False joins every line (the naive baseline).
     """
@@ -161,13 +161,13 @@ class ReadOptions:
     select: bool = True
 
     def __post_init__(self):
-        postprocess.resolve_formats(self.formats)  # An unknown region fails here, not mid-run.
+        plate_text.resolve_formats(self.formats)  # An unknown region fails here, not mid-run.
 
 
 def lines_to_plate(lines: Sequence[TextLine], crop_height: float,
                    options: ReadOptions = ReadOptions()) -> PlateRead:
     """The plate's text from its lines: selection, then format-guided correction."""
-    patterns = postprocess.resolve_formats(options.formats)
+    patterns = plate_text.resolve_formats(options.formats)
     if not options.select:
         text = join_all(lines)
         score = float(np.mean([line.score for line in lines])) if lines else 0.0
@@ -177,7 +177,7 @@ def lines_to_plate(lines: Sequence[TextLine], crop_height: float,
         return PlateRead("", 0.0)
     text = line.text
     if options.correct and patterns:
-        text, _ = postprocess.apply_formats(text, patterns)
+        text, _ = plate_text.apply_formats(text, patterns)
     return PlateRead(text, float(line.score))
 
 
@@ -198,7 +198,7 @@ class LineReader(abc.ABC):
 
     def read_prepared(self, crops: list[np.ndarray]) -> list[tuple[np.ndarray, list[TextLine]]]:
         """Each crop prepared and its lines: for benchmarks comparing read options."""
-        prepared = [postprocess.prepare_crop(crop, self.preparation) for crop in crops]
+        prepared = [cropping.prepare_crop(crop, self.preparation) for crop in crops]
         return [(crop, self.read_lines(crop)) for crop in prepared]
 
     def read(self, crops: list[np.ndarray]) -> list[PlateRead]:

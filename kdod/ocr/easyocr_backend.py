@@ -23,7 +23,7 @@ from types import ModuleType
 
 import numpy as np
 
-from kdod.ocr import base, postprocess
+from kdod.ocr import base, cropping
 from kdod.registry import register_ocr
 
 
@@ -68,13 +68,13 @@ class EasyOcrBackend(base.LineReader):
         model_dir: folder holding EasyOCR's .pth files (default: the offline package's).
         allow_downloads: let EasyOCR fetch missing weights from the internet.
         gpu: use CUDA when True; None uses it when torch sees a GPU.
-        options, preparation: see base.ReadOptions and postprocess.CropPreparation.
+        options, preparation: see base.ReadOptions and cropping.CropPreparation.
     """
 
     def __init__(self, languages: Sequence[str] = ("en",), model_dir: str | None = None,
                  allow_downloads: bool = False, gpu: bool | None = None,
                  options: base.ReadOptions | None = None,
-                 preparation: postprocess.CropPreparation | None = None):
+                 preparation: cropping.CropPreparation | None = None):
         super().__init__(options, preparation)
         easyocr = import_easyocr()
         import torch

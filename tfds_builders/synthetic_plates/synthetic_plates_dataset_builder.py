@@ -1,4 +1,4 @@
-"""synthetic_plates: road scenes with licence plates rendered by kdod.data.synthetic."""
+"""synthetic_plates: road scenes with licence plates, rendered by this package's scene.py."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from typing import ClassVar
 import numpy as np
 import tensorflow_datasets as tfds
 
-from kdod.data import synthetic
 from tfds_builders.features import plate_features
+from tfds_builders.synthetic_plates.config import DEFAULT_PLATE_FORMATS, SceneConfig
+from tfds_builders.synthetic_plates.scene import render_scene
 
 HOMEPAGE = "https://github.com/kdod/kdod#readme"
 
@@ -33,13 +34,12 @@ class SyntheticPlatesConfig(tfds.core.BuilderConfig):
     num_validation: int = 500
     num_test: int = 500
     seed: int = 0
-    plate_formats: tuple[str, ...] = synthetic.DEFAULT_PLATE_FORMATS
+    plate_formats: tuple[str, ...] = DEFAULT_PLATE_FORMATS
     max_plates: int = 3
 
-    def scene_config(self) -> synthetic.SceneConfig:
-        return synthetic.SceneConfig(height=self.image_size, width=self.image_size,
-                                     plate_formats=self.plate_formats,
-                                     max_plates=self.max_plates)
+    def scene_config(self) -> SceneConfig:
+        return SceneConfig(height=self.image_size, width=self.image_size,
+                           plate_formats=self.plate_formats, max_plates=self.max_plates)
 
     def split_sizes(self) -> dict[str, int]:
         return {"train": self.num_train, "validation": self.num_validation,
@@ -52,10 +52,10 @@ def scene_seed(config_seed: int, split: str, index: int) -> int:
     return int(sequence.generate_state(1, dtype=np.uint64)[0])
 
 
-def render_example(job: tuple[str, int, int, synthetic.SceneConfig]) -> tuple[int, dict]:
+def render_example(job: tuple[str, int, int, SceneConfig]) -> tuple[int, dict]:
     """One TFDS example; top level so pool workers can unpickle it."""
     split, index, config_seed, scene_config = job
-    scene = synthetic.render_scene(scene_seed(config_seed, split, index), scene_config)
+    scene = render_scene(scene_seed(config_seed, split, index), scene_config)
     return index, {
         "image": scene.jpeg,  # the renderer's own JPEG bytes: TFDS stores them as they are
         "image/filename": f"{split}_{index:06d}.jpg",

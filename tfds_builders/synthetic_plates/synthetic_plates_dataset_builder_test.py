@@ -6,8 +6,8 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from kdod.data import synthetic
 from tfds_builders.synthetic_plates import synthetic_plates_dataset_builder as builder_module
+from tfds_builders.synthetic_plates.scene import render_scene
 
 
 class SyntheticPlatesTest(tfds.testing.DatasetBuilderTestCase):
@@ -26,7 +26,7 @@ def test_stored_image_is_the_rendered_jpeg(tmp_path):
     for example in tfds.as_numpy(dataset):
         index = int(example["image/filename"].decode().removeprefix("validation_")[:6])
         seed = builder_module.scene_seed(config.seed, "validation", index)
-        scene = synthetic.render_scene(seed, config.scene_config())
+        scene = render_scene(seed, config.scene_config())
         assert example["image"] == scene.jpeg  # stored as rendered, not re-encoded
         # libjpeg's accurate IDCT (PIL's default) gives back exactly the rendered pixels.
         decoded = tf.io.decode_jpeg(example["image"], dct_method="INTEGER_ACCURATE")

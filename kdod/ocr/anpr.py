@@ -13,11 +13,10 @@ import numpy as np
 import tensorflow as tf
 
 from kdod import registry
-from kdod.data import augment
+from kdod.data import geometry
 from kdod.detection.detector import Detector
 from kdod.errors import KdodError
-from kdod.eval_lib import to_pixels
-from kdod.ocr import postprocess
+from kdod.ocr import cropping
 from kdod.ocr.base import OcrBackend, PlateRead, ReadOptions
 
 
@@ -41,7 +40,7 @@ class PlateResult:
 def build_ocr(name: str, formats: str | None = None) -> OcrBackend:
     """The OCR backend `name` of `kdod.OCR_BACKENDS`.
 
-    `formats` is a region of `postprocess.PLATE_FORMATS` ('us', 'uk+us') or comma-separated
+    `formats` is a region of `plate_text.PLATE_FORMATS` ('us', 'uk+us') or comma-separated
     patterns ('LLDDLLL,DLLLDDD'); without it, gin's `ReadOptions.formats` (if bound) applies.
     """
     chosen = {"formats": formats.split(",") if "," in formats else formats} if formats else {}
@@ -56,14 +55,14 @@ class PlateRecognizer:
 
     Args:
         detector: a trained Detector (e.g. `eval_lib.load_trained(model_dir)`), or an exported
-            model from `export_lib.load_exported` (it letterboxes images itself).
+            model from `exported.load_exported` (it letterboxes images itself).
         ocr: an OCR backend (e.g. `kdod.OCR_BACKENDS.build("easyocr")`).
         min_score: detections scoring lower are dropped before OCR.
         margin: fraction of a box's size added around it when cutting the crop.
     """
 
     def __init__(self, detector: Detector, ocr: OcrBackend, min_score: float = 0.3,
-                 margin: float = postprocess.CropPreparation.margin):
+                 margin: float = cropping.CropPreparation.margin):
         self.detector = detector
         self.ocr = ocr
         self.min_score = min_score
@@ -79,28 +78,22 @@ class PlateRecognizer:
                 keep = detections["scores"] >= self.min_score
                 results.append((detections["boxes"][keep], detections["scores"][keep]))
             return results
-        size = self.detector.image_size
-        batch, windows = [], []
-        for image in images:
-            hw = tf.shape(image)[:2]
-            window = augment.letterbox_window(hw)
-            batch.append(augment.crop_resize(tf.convert_to_tensor(image), window, size))
-            windows.append(window.numpy())
-        detections = {k: v.numpy() for k, v in self._detect(tf.stack(batch)).items()}
+        squares, windows = zip(*(geometry.letterbox_image(tf.convert_to_tensor(image),
+                                                          self.detector.image_size)
+                                 for image in images))
+        detections = {k: v.numpy() for k, v in self._detect(tf.stack(squares)).items()}
         results = []
-        for i, image in enumerate(images):
-            count = int(detections["num_detections"][i])
-            scores = detections["scores"][i, :count]
-            keep = scores >= self.min_score
-            height, width = image.shape[:2]
-            pixels = to_pixels(detections["boxes"][i, :count][keep], windows[i],
-                               np.array([height, width]))
-            results.append((pixels / [height, width, height, width], scores[keep]))
+        for image, window, boxes, scores, count in zip(
+                images, windows, detections["boxes"], detections["scores"],
+                detections["num_detections"]):
+            keep = scores[:count] >= self.min_score
+            found = geometry.to_image_boxes(boxes[:count][keep], image.shape[:2], window)
+            results.append((found.numpy(), scores[:count][keep]))
         return results
 
     def crops(self, image: np.ndarray, boxes: np.ndarray) -> list[np.ndarray]:
         """What the OCR reads for `boxes` (normalized to `image`): the pixels plus the margin."""
-        return [postprocess.crop_box(image, box, self.margin) for box in boxes]
+        return [cropping.crop_box(image, box, self.margin) for box in boxes]
 
     def read_boxes(self, image: np.ndarray, boxes: np.ndarray) -> list[PlateRead]:
         """The text in `boxes` (normalized to the uint8 RGB `image`), e.g. true plate boxes."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kdod.ocr import base, postprocess
+from kdod.ocr import base, cropping
 from kdod.registry import register_ocr
 
 
@@ -22,11 +22,11 @@ class RapidOcrBackend(base.LineReader):
 
     Args:
         detect_lines: find text rows first; False recognises the whole crop as one line.
-        options, preparation: see base.ReadOptions and postprocess.CropPreparation.
+        options, preparation: see base.ReadOptions and cropping.CropPreparation.
     """
 
     def __init__(self, detect_lines: bool = True, options: base.ReadOptions | None = None,
-                 preparation: postprocess.CropPreparation | None = None):
+                 preparation: cropping.CropPreparation | None = None):
         super().__init__(options, preparation)
         try:
             from rapidocr_onnxruntime import RapidOCR

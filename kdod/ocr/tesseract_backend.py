@@ -2,7 +2,7 @@
 
 Tesseract reads a plate best one line at a time with only plate characters allowed (page
 segmentation mode 7 and a whitelist), and its own layout analysis finds little on small plate
-crops. So the bands holding text are found from the pixels (`postprocess.text_rows`), each is
+crops. So the bands holding text are found from the pixels (`cropping.text_rows`), each is
 read in single-line mode, and the registration is selected among them (base.py).
 """
 
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from kdod.ocr import base, postprocess
+from kdod.ocr import base, cropping, plate_text
 from kdod.registry import register_ocr
 
 # The space in the whitelist matters: without it Tesseract 5 merges words and reports
 # confidence 0 for every line.
-SINGLE_LINE = f'--psm 7 -c "tessedit_char_whitelist={postprocess.ALPHANUMERIC} "'
+SINGLE_LINE = f'--psm 7 -c "tessedit_char_whitelist={plate_text.ALPHANUMERIC} "'
 # Tesseract wants capitals 20-40 px high; plates bands are a third to a half of the crop.
-PREPARATION = postprocess.CropPreparation(min_height=96)
+PREPARATION = cropping.CropPreparation(min_height=96)
 
 
 @register_ocr("tesseract")
@@ -26,11 +26,11 @@ class TesseractBackend(base.LineReader):
 
     Args:
         language: tesseract language (traineddata) name.
-        options, preparation: see base.ReadOptions and postprocess.CropPreparation.
+        options, preparation: see base.ReadOptions and cropping.CropPreparation.
     """
 
     def __init__(self, language: str = "eng", options: base.ReadOptions | None = None,
-                 preparation: postprocess.CropPreparation | None = None):
+                 preparation: cropping.CropPreparation | None = None):
         super().__init__(options, preparation or PREPARATION)
         try:
             import pytesseract
@@ -57,4 +57,4 @@ class TesseractBackend(base.LineReader):
         return "".join(text for text, _ in words), score
 
     def read_lines(self, crop: np.ndarray) -> list[base.TextLine]:
-        return base.read_bands(crop, postprocess.text_rows(crop), self.read_band)
+        return base.read_bands(crop, cropping.text_rows(crop), self.read_band)

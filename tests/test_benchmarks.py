@@ -1,0 +1,97 @@
+"""The benchmarks' bookkeeping, without training: targets, the distill summary, the CLI."""
+
+import math
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+from kdod.benchmarks import NAMES, targets
+from kdod.benchmarks.common import BenchmarkOptions
+
+
+@pytest.mark.parametrize(("value", "expected"), [(300, True), (299.9, False)])
+def test_an_at_least_target_is_met_from_its_threshold_up(value, expected):
+    assert targets.check("data", {"pipeline_images_per_s_augmented": value}) == {
+        "pipeline_target_images_per_s": 300, "pipeline_meets_target": expected}
+
+
+@pytest.mark.parametrize(("loss", "expected"), [(1.0, True), (1.01, False)])
+def test_an_at_most_target_is_met_up_to_its_threshold(loss, expected):
+    measured = {"student_int8_AP_loss_points": loss, "student_int8_speedup_vs_keras_float32": 2.0,
+                "student_speedup_tflite_float32_network": 4.0}
+    assert targets.check("export", measured) == {
+        "targets": {"int8_AP_loss_points_max": 1.0, "int8_speedup_min": 2.0,
+                    "student_speedup_min (tflite_float32 network)": 4.0},
+        "meets_targets": expected}
+
+
+def test_every_target_of_a_group_must_be_met():
+    measured = {"student_int8_AP_loss_points": 0.0, "student_int8_speedup_vs_keras_float32": 2.0,
+                "student_speedup_tflite_float32_network": 3.99}
+    assert not targets.met("export", measured)
+
+
+def test_a_value_not_measured_misses_its_target():
+    assert targets.check("ocr", {}) == {"target_clean_exact_match": 0.95, "meets_target": False}
+    assert not targets.met("distill", {"best_gain_AP_points": 3.0, "gap_recovered": math.nan})
+
+
+def test_a_listed_target_without_a_measure_is_not_checked():
+    assert targets.check("detector", {"student_small_AP50": 0.9}) == {
+        "targets": {"student_small_AP50": 0.9, "head_cost_ratio_max": 1.5},
+        "student_small_meets_AP50": True}
+
+
+def test_a_group_without_a_verdict_only_lists_its_threshold():
+    assert targets.check("distill_step_time", {"ratio": 5.0}) == {"target_max": 1.1}
+    assert targets.met("distill_step_time", {"ratio": 1.1})
+
+
+def test_every_target_compares_with_a_known_operator():
+    for group in targets.TARGETS.values():
+        assert all(t.comparison in (">=", "<=") for t in group.targets)
+
+
+def test_distill_summary_gives_the_best_recipe_its_gain_and_the_gap_recovered():
+    from kdod.benchmarks import distill
+
+    ap = {"teacher": [0.5, 0.7], "student alone": [0.3, 0.3], "kl_logits": [0.35, 0.45],
+          "feature_imitation": [0.36, 0.36], "box (bounded + imitation)": [0.2, 0.2],
+          "combined": [0.38, 0.39]}
+    summary = distill.summary(ap)
+    assert summary["best_recipe"] == "kl_logits"  # mean 0.40
+    assert summary["seeds"] == 2
+    assert summary["AP"]["teacher"] == {"mean": pytest.approx(0.6), "std": pytest.approx(0.1),
+                                        "values": [0.5, 0.7]}
+    assert summary["best_gain_AP_points"] == pytest.approx(10.0)  # 100 * (0.40 - 0.30)
+    assert summary["gap_recovered"] == pytest.approx(1 / 3)  # 0.10 / (0.60 - 0.30)
+    assert summary["targets"] == {"gain_AP_points_min": 2.0, "gap_recovered_min": 0.5}
+    assert summary["meets_targets"] is False  # The gain is enough, the share recovered is not.
+
+
+def test_distill_summary_without_a_gap_to_recover():
+    from kdod.benchmarks import distill
+
+    ap = {name: [0.4] for name in ("teacher", "student alone", *distill.RECIPES)}
+    summary = distill.summary(ap)
+    assert math.isnan(summary["gap_recovered"]) and summary["meets_targets"] is False
+
+
+def test_options_put_runs_beside_the_results():
+    assert BenchmarkOptions().output_path("ocr").as_posix() == "benchmarks/ocr.json"
+    assert BenchmarkOptions().runs_dir.as_posix() == "benchmarks/runs"
+    options = BenchmarkOptions(output=REPO / "out" / "x.json")
+    assert (options.output_path("ocr"), options.runs_dir) == (REPO / "out" / "x.json",
+                                                               REPO / "out" / "runs")
+
+
+@pytest.mark.parametrize("argv", [["nosuch"], [], ["data", "nosuch"]])
+def test_the_entry_point_names_the_benchmarks_when_given_no_known_one(argv):
+    result = subprocess.run([sys.executable, "-m", "kdod.benchmark", *argv], cwd=REPO,
+                            capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert all(name in line for name in NAMES), line
