@@ -6,6 +6,7 @@ checkpoint files are `kdod.checkpoints`.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,8 +19,9 @@ from absl import flags, logging
 
 from kdod import checkpoints, config, visualize
 from kdod.data.pipeline import input_pipeline
-from kdod.detection.detector import Detector
+from kdod.detection.detector import Detector, DetectorConfig
 from kdod.distill.distiller import DistillerConfig, build_distiller
+from kdod.distill.teacher import load_run_detector
 from kdod.errors import KdodError
 
 
@@ -128,12 +130,57 @@ class ImageSummaries(keras.callbacks.Callback):
         self.writer.flush()
 
 
+INIT_SCOPE = "init_from"
+
+
+class WarmStartError(KdodError):
+    """`train.init_from` names a run whose detector cannot initialize this one."""
+
+
+def warm_start(detector: Detector, run_dir: str | Path) -> None:
+    """Copies the trained network of the kdod run `run_dir` into `detector`.
+
+    The architectures must match (backbone, neck, heads, anchors per location); the input size
+    may differ (every layer is convolutional), so a 256-px synthetic run can start a 320-px real
+    one. A mismatch is an error naming the settings that differ.
+    """
+    hint = f"python -m kdod.train --gin_file=... --model_dir={run_dir}"
+    source = load_run_detector(run_dir, INIT_SCOPE, "initial detector", hint)
+    ours, theirs = detector.network.weights, source.network.weights
+    if len(ours) != len(theirs) or any(a.shape != b.shape for a, b in zip(ours, theirs)):
+        raise WarmStartError(
+            f"train.init_from = {str(run_dir)!r}: its detector's architecture differs from this "
+            f"run's ({_architecture_differences(detector.config, source.config)}); warm starts "
+            f"need the same backbone, neck, head and anchor settings (the input size may differ).")
+    for target, value in zip(ours, theirs):
+        target.assign(value)
+    logging.info("Initialized the detector from %s.", Path(run_dir) / checkpoints.DETECTOR_WEIGHTS)
+
+
+def _architecture_differences(ours: DetectorConfig, theirs: DetectorConfig) -> str:
+    """'setting: this run vs init_from run' for the detector settings that differ."""
+    differences = [f"DetectorConfig.{field.name}: {getattr(ours, field.name)!r} vs "
+                   f"{getattr(theirs, field.name)!r}" for field in dataclasses.fields(ours)
+                   if field.name != "image_size"
+                   and getattr(ours, field.name) != getattr(theirs, field.name)]
+    for component in {ours.backbone, ours.neck} & {theirs.backbone, theirs.neck}:
+        mine = gin.get_bindings(component)
+        with gin.config_scope(INIT_SCOPE):
+            other = gin.get_bindings(component)
+        differences += [f"{component}.{name}: {mine.get(name)!r} vs {other.get(name)!r}"
+                        for name in sorted(set(mine) | set(other))
+                        if mine.get(name) != other.get(name)]
+    return "; ".join(differences) or "the weight shapes differ"
+
+
 @gin.configurable(denylist=["model_dir"])
 def train(model_dir: str, steps: int = 1000, checkpoint_every: int = 200, keep_checkpoints: int = 3,
           log_every: int = 20, summary_images: int = 4, seed: int = 0,
-          distillation: DistillerConfig | None = None, model_fn=Detector) -> keras.Model:
+          distillation: DistillerConfig | None = None, init_from: str | None = None,
+          model_fn=Detector) -> keras.Model:
     """Trains `model_fn()` (with `distillation`: a Distiller's student) for `steps` steps,
-    resuming from model_dir's last checkpoint."""
+    resuming from model_dir's last checkpoint. A run that starts afresh takes its detector's
+    first weights from the run `init_from` when given (`warm_start`)."""
     keras.utils.set_random_seed(seed)
     model = build_distiller(distillation) if distillation else model_fn()
     with gin.config_scope("train"):
@@ -142,6 +189,8 @@ def train(model_dir: str, steps: int = 1000, checkpoint_every: int = 200, keep_c
     first_batch = next(iter(dataset))
     model(first_batch["image"][:1])  # Build the weights before restoring into them.
     start = checkpoints.restore_latest(model, model_dir)
+    if init_from and not start:
+        warm_start(model.exported_detector(), init_from)
     config.write_operative_config(model_dir)
     if start >= steps:
         logging.info("%s is already trained to step %d.", model_dir, start)

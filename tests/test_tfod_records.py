@@ -11,6 +11,7 @@ import tensorflow_datasets as tfds
 
 from kdod import to_tfrecord
 from kdod.data import pipeline, tfod
+from kdod.errors import KdodError
 
 REPO = Path(__file__).resolve().parents[1]
 CAR_DUMMY = REPO / "tfds_builders" / "car_plates" / "dummy_data"
@@ -115,3 +116,15 @@ def test_records_mix_with_tfds_sources_in_the_input_pipeline(car_plates_data_dir
     batch = next(iter(batches))
     assert batch["image"].shape == (4, 64, 64, 3)
     assert batch["boxes"].shape == (4, 32, 4)
+
+
+def test_a_tfds_source_can_name_its_manual_folder(tmp_path):
+    """'car_plates,manual_dir=...': a Kaggle-layout folder (the real test sample) as a source."""
+    source = f"car_plates,manual_dir={CAR_DUMMY}"
+    examples = by_filename(pipeline.load_examples(source, "all", data_dir=str(tmp_path)))
+    assert sorted(examples) == sorted(p.with_suffix(".png").name
+                                      for p in (CAR_DUMMY / "annotations").glob("*.xml"))
+    with pytest.raises(KdodError, match="unknown option 'manual'; .* takes manual_dir"):
+        pipeline.load_examples(f"car_plates,manual={CAR_DUMMY}", "all")
+    with pytest.raises(KdodError, match="unknown option 'manual_dir'; .* takes label_map"):
+        pipeline.load_examples(f"tfrecord:{tmp_path}/x.record,manual_dir=/x", "train")

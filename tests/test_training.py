@@ -6,13 +6,16 @@ import subprocess
 import sys
 import time
 
+import gin
+import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import OVERFIT_TINY
 from conftest import TINY_GIN as TINY
 
 from kdod import checkpoints, config, eval_lib, train_lib
-from kdod.detection.detector import Detector
+from kdod.detection.detector import Detector, DetectorConfig
+from kdod.errors import KdodError
 
 
 def _bindings(data_dir, *extra):
@@ -86,3 +89,28 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint(
     with pytest.raises(train_lib.NonFiniteLossError, match=r"at step 26.*ckpt-20\.weights\.h5"):
         train_lib.train(str(tmp_path), model_fn=NaNAfterStep25Detector)
     assert [p.name for p in checkpoints.checkpoint_paths(tmp_path)] == ["ckpt-20.weights.h5"]
+
+
+def test_warm_start_copies_a_runs_detector_at_another_input_size(
+        tiny_data_dir, tmp_path, clean_gin):
+    config.parse_gin([TINY], _bindings(tiny_data_dir, "train.steps = 10",
+                                       "train.summary_images = 0"))
+    source = train_lib.train(str(tmp_path)).exported_detector()
+    gin.bind_parameter("DetectorConfig.image_size", 96)  # Convolutional: any size starts.
+    target = Detector(DetectorConfig())
+    assert not np.allclose(target.network.weights[0], source.network.weights[0])
+    train_lib.warm_start(target, tmp_path)
+    for ours, theirs in zip(target.network.weights, source.network.weights, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+def test_warm_start_from_another_architecture_names_what_differs(
+        tiny_data_dir, tmp_path, clean_gin):
+    config.parse_gin([TINY], _bindings(tiny_data_dir, "train.steps = 2",
+                                       "train.summary_images = 0"))
+    train_lib.train(str(tmp_path / "source"))
+    gin.bind_parameter("tiny_cnn.width", 12)
+    with pytest.raises(train_lib.WarmStartError, match=r"tiny_cnn\.width: 12 vs 8"):
+        train_lib.train(str(tmp_path / "target"), init_from=str(tmp_path / "source"))
+    with pytest.raises(KdodError, match="No trained initial detector in"):
+        train_lib.warm_start(Detector(DetectorConfig()), tmp_path / "missing")

@@ -41,30 +41,46 @@ def load_examples(name: str, split: str, data_dir: str | None = None,
                   shuffle_files: bool = False, with_text: bool = False) -> tf.data.Dataset:
     """A TFDS plate data set as dicts: image, boxes, labels, filename (and texts).
 
-    `name` may also be TF OD API records: "tfrecord:/data/train.record*", optionally
-    followed by ",label_map=/data/label_map.pbtxt" (default: the one beside the records).
-    A "{split}" in the pattern is replaced by `split` ("tfrecord:/data/{split}.record*");
-    without it the split is ignored.
+    `name` is a TFDS name, optionally followed by ",manual_dir=/data/archive_folder" (where a
+    builder finds a manually downloaded archive, e.g. a Kaggle folder, instead of the TFDS
+    default), or TF OD API records: "tfrecord:/data/train.record*", optionally followed by
+    ",label_map=/data/label_map.pbtxt" (default: the one beside the records). A "{split}" in
+    the records pattern is replaced by `split` ("tfrecord:/data/{split}.record*"); without it
+    the split is ignored.
 
     `with_text` adds `texts` (string [N], each box's plate text) from the source's
     `objects/text`; a source without it raises NoPlateTextError.
     """
-    if name.startswith("tfrecord:"):
+    is_records = name.startswith("tfrecord:")
+    base, options = source_options(name.removeprefix("tfrecord:"),
+                                   ("label_map",) if is_records else ("manual_dir",))
+    if is_records:
         if with_text:
             raise NoPlateTextError(_no_text_message(name, split))
         from kdod.data import tfod
 
-        pattern, _, label_map = name.removeprefix("tfrecord:").partition(",label_map=")
-        return tfod.load_tfod_records(pattern.replace("{split}", split), label_map or None,
+        return tfod.load_tfod_records(base.replace("{split}", split), options.get("label_map"),
                                       shuffle_files=shuffle_files)
     import tfds_builders  # noqa: F401  Registers kdod's builders with TFDS.
 
-    dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=shuffle_files,
-                        read_config=tfds.ReadConfig(add_tfds_id=False))
+    download = tfds.download.DownloadConfig(manual_dir=options.get("manual_dir"))
+    dataset = tfds.load(base, split=split, data_dir=data_dir, shuffle_files=shuffle_files,
+                        read_config=tfds.ReadConfig(add_tfds_id=False),
+                        download_and_prepare_kwargs={"download_config": download})
     if with_text and "text" not in dataset.element_spec["objects"]:
         raise NoPlateTextError(_no_text_message(name, split))
     return dataset.map(lambda example: _standardize(example, with_text),
                        num_parallel_calls=AUTOTUNE)
+
+
+def source_options(name: str, known: Sequence[str]) -> tuple[str, dict[str, str]]:
+    """Splits "base,key=value,..." into the base and its options; unknown keys are an error."""
+    base, *pairs = name.split(",")
+    options = dict(pair.partition("=")[::2] for pair in pairs)
+    if unknown := [key for key in options if key not in known]:
+        raise KdodError(f"Source {name!r}: unknown option {', '.join(map(repr, unknown))}; "
+                        f"this kind of source takes {', '.join(known)}.")
+    return base, options
 
 
 def _no_text_message(name: str, split: str) -> str:

@@ -1,4 +1,5 @@
-"""Restoring a trained teacher from its model_dir, built by its own operative gin config.
+"""Restoring a trained run's detector (a teacher, or weights to start from) from its model_dir,
+built by its own operative gin config.
 
 A teacher that is not a kdod run (an exported TF OD API SavedModel, ...) is loaded by the
 first registered teacher loader (kdod.TEACHERS, filled by plugins) that recognises the path.
@@ -26,7 +27,7 @@ _BINDING = re.compile(r"^(?P<key>[A-Za-z_][\w./]*\.\w+)\s*=")
 
 
 class TeacherNotFoundError(KdodError):
-    """The teacher's model_dir lacks its config or weights."""
+    """A run's model_dir (a teacher's, or one to warm-start from) lacks its config or weights."""
 
 
 def scope_bindings(gin_text: str, scope: str) -> str:
@@ -41,18 +42,26 @@ def load_teacher(model_dir: str | Path, train_command_hint: str = ""):
         loader = registry.TEACHERS.get(name)
         if loader.can_load(model_dir):
             return loader(model_dir)
+    hint = train_command_hint or (f"python -m kdod.train --gin_file=gin/teacher_small.gin "
+                                  f"--model_dir={model_dir}")
+    teacher = load_run_detector(model_dir, TEACHER_SCOPE, "teacher", hint,
+                                also_accepted=", or an exported SavedModel")
+    teacher.trainable = False
+    return teacher
+
+
+def load_run_detector(model_dir: str | Path, scope: str, role: str, train_command_hint: str,
+                      also_accepted: str = "") -> Detector:
+    """The trained Detector of a kdod run, built from its operative config parsed under `scope`
+    (so its settings never mix with the unscoped ones of the run being configured)."""
     folder = Path(model_dir)
     operative = folder / config.OPERATIVE_CONFIG
     weights = folder / DETECTOR_WEIGHTS
     if not operative.is_file() or not weights.is_file():
-        hint = train_command_hint or (f"python -m kdod.train --gin_file=gin/teacher_small.gin "
-                                      f"--model_dir={model_dir}")
-        raise TeacherNotFoundError(f"No trained teacher in {model_dir} (need "
-                                   f"{config.OPERATIVE_CONFIG} and {DETECTOR_WEIGHTS}, or an "
-                                   f"exported SavedModel). Train one first:\n  {hint}")
-    gin.parse_config(scope_bindings(operative.read_text(), TEACHER_SCOPE))
-    with gin.config_scope(TEACHER_SCOPE):
-        teacher = Detector(DetectorConfig(), name="teacher")
-    load_detector(teacher, folder)
-    teacher.trainable = False
-    return teacher
+        raise TeacherNotFoundError(f"No trained {role} in {model_dir} (need "
+                                   f"{config.OPERATIVE_CONFIG} and {DETECTOR_WEIGHTS}"
+                                   f"{also_accepted}). Train one first:\n  {train_command_hint}")
+    gin.parse_config(scope_bindings(operative.read_text(), scope))
+    with gin.config_scope(scope):
+        detector = Detector(DetectorConfig(), name=role)
+    return load_detector(detector, folder)
