@@ -22,8 +22,9 @@ def latency_ms(model: Detector, repeats: int = 30) -> float:
 
 
 def train_and_evaluate(gin_files: Sequence[str], bindings: Sequence[str], model_dir: str | Path,
-                       num_visualizations: int = 0) -> dict:
-    """Trains (or resumes) a recipe under a fresh gin config, then its COCO metrics on test.
+                       num_visualizations: int = 0, split: str | None = "test") -> dict:
+    """Trains (or resumes) a recipe under a fresh gin config, then its COCO metrics on `split`
+    (None: the splits of the recipe's evaluation sources).
 
     Returns the metrics plus parameters, batch-1 latency (ms) and training minutes.
     """
@@ -32,7 +33,7 @@ def train_and_evaluate(gin_files: Sequence[str], bindings: Sequence[str], model_
     start = time.perf_counter()
     train_lib.train(str(model_dir))
     minutes = (time.perf_counter() - start) / 60
-    metrics = eval_lib.evaluate(str(model_dir), split="test",
+    metrics = eval_lib.evaluate(str(model_dir), split=split,
                                 num_visualizations=num_visualizations)
     detector = eval_lib.load_trained(str(model_dir))
     return {**metrics, "parameters": detector.count_params(),

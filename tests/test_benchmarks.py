@@ -79,6 +79,42 @@ def test_distill_summary_without_a_gap_to_recover():
     assert math.isnan(summary["gap_recovered"]) and summary["meets_targets"] is False
 
 
+def _real_run(ap: float, minutes: float = 15.0) -> dict:
+    return {"AP": ap, "AP50": ap + 0.45, "AP_small": ap / 2, "train_minutes": minutes}
+
+
+def test_real_summary_picks_the_best_distilled_student_and_checks_the_targets():
+    from kdod.benchmarks import real
+
+    measured = {"teacher": [_real_run(0.5)] * 2, "student alone": [_real_run(0.36)] * 2,
+                "kl_logits": [_real_run(0.40), _real_run(0.42)],  # mean 0.41: the best
+                "feature_imitation (PKD)": [_real_run(0.38)] * 2}
+    summary = real.summary(measured)
+    assert summary["best_recipe"] == "kl_logits" and summary["seeds"] == 2
+    assert summary["best_AP"] == pytest.approx(0.41)
+    assert summary["best_AP50"] == pytest.approx(0.86)
+    assert summary["best_gain_AP_points"] == pytest.approx(5.0)  # 100 * (0.41 - 0.36)
+    assert summary["models"]["kl_logits"]["AP"]["std"] == pytest.approx(0.01)
+    assert summary["meets_targets"] is False  # No exported latency measured yet.
+    summary["best_exported_latency_ms"] = 9.5
+    assert targets.met("real", summary)
+    slow = real.summary({**measured, "kl_logits": [_real_run(0.41, minutes=21.0)] * 2})
+    assert not targets.met("real", {**slow, "best_exported_latency_ms": 9.5})
+
+
+def test_real_runs_take_the_extra_bindings_and_share_the_seeds_teacher():
+    from kdod.benchmarks import real
+
+    options = BenchmarkOptions(bindings=("REAL_TEST = ('number_plates', 'test', 1.0)",))
+    plan = real.seed_plan(options, seed=1)
+    assert [name for name, *_ in plan][:2] == ["teacher", "student alone"]
+    teacher_dir = plan[0][2]
+    for _, _, _, bindings in plan:
+        assert "train.seed = 1" in bindings and options.bindings[0] in bindings
+    assert all(f"DistillerConfig.teacher_dir = '{teacher_dir}'" in bindings
+               for _, _, _, bindings in plan[2:])
+
+
 def test_options_put_runs_beside_the_results():
     assert BenchmarkOptions().output_path("ocr").as_posix() == "benchmarks/ocr.json"
     assert BenchmarkOptions().runs_dir.as_posix() == "benchmarks/runs"

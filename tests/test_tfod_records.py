@@ -128,3 +128,12 @@ def test_a_tfds_source_can_name_its_manual_folder(tmp_path):
         pipeline.load_examples(f"car_plates,manual={CAR_DUMMY}", "all")
     with pytest.raises(KdodError, match="unknown option 'manual_dir'; .* takes label_map"):
         pipeline.load_examples(f"tfrecord:{tmp_path}/x.record,manual_dir=/x", "train")
+
+
+def test_records_and_a_label_map_that_do_not_belong_together_fail_clearly(tmp_path):
+    example = {"image": np.zeros([8, 8, 3], np.uint8), "boxes": [[0.1, 0.1, 0.5, 0.5]],
+               "labels": [1], "filename": "a.png"}
+    tfod.write_tfod_records([example], tmp_path / "train.record", ["car", "plate"])
+    tfod.write_label_map(tmp_path / "other.pbtxt", ["plate"])  # id 1 only: 'plate' is id 2.
+    with pytest.raises(tfod.TfodError, match=r"names 2 are not in the label map .*other.pbtxt"):
+        tfod.load_tfod_records(str(tmp_path / "train.record"), tmp_path / "other.pbtxt")

@@ -5,6 +5,7 @@
     distill.py    teacher / student alone / each distillation recipe: AP over seeds; step cost
     ocr.py        exact match, CER and ms per plate of each OCR engine
     export.py     size, latency and AP of the Keras, SavedModel and TFLite forms
+    real.py       teacher / student alone / distilled students on the real car_plates split
     targets.py    every target, in one table; common.py: options and shared helpers
 
 Each module has `run(BenchmarkOptions) -> dict`, the results written to benchmarks/NAME.json.
@@ -19,7 +20,7 @@ from collections.abc import Callable
 
 from kdod.benchmarks.common import BenchmarkOptions
 
-NAMES = ("data", "detector", "distill", "ocr", "export")
+NAMES = ("data", "detector", "distill", "ocr", "export", "real")
 
 
 def _lazy_run(name: str) -> Callable[[BenchmarkOptions], dict]:

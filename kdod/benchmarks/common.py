@@ -32,6 +32,8 @@ class BenchmarkOptions:
       seeds: distill: seeds per model.
       teacher_steps: distill and export: training steps of each teacher.
       student_steps: distill and export: training steps of each student.
+      bindings: gin bindings added to every run of the benchmarks that train recipes
+        (real: e.g. another test set, ``REAL_TEST = ('number_plates', 'test', 1.0)``).
     """
 
     output: Path | None = None
@@ -40,6 +42,7 @@ class BenchmarkOptions:
     seeds: int = 3
     teacher_steps: int = 1000
     student_steps: int = 600
+    bindings: tuple[str, ...] = ()
 
     def output_path(self, name: str) -> Path:
         return self.output or Path(f"benchmarks/{name}.json")

@@ -64,7 +64,19 @@ TARGETS: dict[str, TargetGroup] = {
          Target("student_speedup_min (tflite_float32 network)",
                 "student_speedup_tflite_float32_network", ">=", 4.0)),
         verdict="meets_targets"),
+    "real": TargetGroup(
+        (Target("distilled_AP_min", "best_AP", ">=", 0.40),
+         Target("distilled_AP50_min", "best_AP50", ">=", 0.85),
+         Target("distillation_gain_AP_points_min", "best_gain_AP_points", ">=", 3.0),
+         Target("student_train_minutes_max", "best_train_minutes", "<=", 20.0),
+         Target("exported_student_ms_max", "best_exported_latency_ms", "<=", 10.0)),
+        verdict="meets_targets"),
 }
+
+
+def threshold(group: str, name: str) -> float:
+    """The threshold of the target `name` of `group`."""
+    return next(t.threshold for t in TARGETS[group].targets if t.name == name)
 
 
 def met(group: str, measured: Mapping[str, float]) -> bool:

@@ -79,12 +79,15 @@ def load_tfod_records(file_pattern: str, label_map_path: str | Path | None = Non
         raise TfodError(f"No TFRecord file matches {file_pattern!r}.")
     keys = _check_first_record(files[0])
     label_map_path = label_map_path or _label_map_beside(files[0])
+    label_map = read_label_map(label_map_path) if label_map_path else None
+    if label_map is not None:
+        _check_labels_in_label_map(files[0], label_map, label_map_path)
     text_to_label = None
     if LABEL_KEY not in keys:
-        if label_map_path is None:
+        if label_map is None:
             raise TfodError(f"Records in {files[0]} have no {LABEL_KEY}: give the label map "
                             "that maps their class text to ids.")
-        text_to_label = _text_lookup(read_label_map(label_map_path))
+        text_to_label = _text_lookup(label_map)
     dataset = tf.data.Dataset.from_tensor_slices(files)
     if shuffle_files:
         dataset = dataset.shuffle(len(files))
@@ -117,6 +120,24 @@ def _check_first_record(path: str) -> set[str]:
                         f"{', '.join(sorted(keys))}. Expected the TF Object Detection API "
                         "format.")
     return keys
+
+
+def _check_labels_in_label_map(path: str, label_map: dict[int, str], label_map_path: str | Path,
+                               count: int = 200) -> None:
+    """The class ids and texts of the first `count` records must be in the label map: records
+    and a label map that do not belong together would otherwise train on the wrong classes."""
+    ids, texts = set(), set()
+    for record in tf.data.TFRecordDataset(path).take(count):
+        feature = tf.train.Example.FromString(record.numpy()).features.feature
+        ids.update(feature[LABEL_KEY].int64_list.value if LABEL_KEY in feature else ())
+        texts.update(t.decode() for t in (feature[TEXT_KEY].bytes_list.value
+                                          if TEXT_KEY in feature else ()))
+    unknown_ids, unknown_texts = ids - set(label_map), texts - set(label_map.values())
+    if unknown_ids or unknown_texts:
+        found = ", ".join([*map(str, sorted(unknown_ids)), *map(repr, sorted(unknown_texts))])
+        raise TfodError(f"{path}: class ids or names {found} are not in the label map "
+                        f"{label_map_path} ({label_map}); the records and the label map do not "
+                        "belong together.")
 
 
 def _text_lookup(label_map: dict[int, str]) -> tf.lookup.StaticHashTable:
