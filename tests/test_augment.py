@@ -101,3 +101,25 @@ def test_large_images_are_area_averaged_not_aliased():
                "labels": tf.zeros([0], tf.int32)}
     out = augment.letterbox(example, 50)["image"].numpy()
     assert abs(out.mean() - 85) < 5 and out.std() < 10
+
+
+def test_camera_degradations_change_pixels_not_boxes():
+    example = _known_image()
+    plain = augment.Augmentation(min_scale=1.0, max_scale=1.0, flip_prob=0.0, **NO_COLOUR)
+    degraded = augment.Augmentation(min_scale=1.0, max_scale=1.0, flip_prob=0.0, blur_prob=1.0,
+                                    max_blur_sigma=2.0, jpeg_prob=1.0, **NO_COLOUR)
+    seed = tf.constant([3, 4])
+    before, after = (augment.augment(example, seed, 100, c) for c in (plain, degraded))
+    np.testing.assert_array_equal(after["boxes"], before["boxes"])
+    difference = np.abs(after["image"].numpy() - before["image"].numpy())
+    assert difference.mean() > 1.0  # Blurred edges and JPEG artefacts.
+    np.testing.assert_allclose(after["image"].numpy().mean(), before["image"].numpy().mean(),
+                               rtol=0.05)  # Blur and JPEG keep the brightness.
+
+
+def test_gaussian_blur_keeps_a_flat_image_and_spreads_an_edge():
+    flat = tf.fill([9, 9, 3], 100.0)
+    np.testing.assert_allclose(augment.gaussian_blur(flat, tf.constant(1.0)), flat, atol=1e-3)
+    step = tf.concat([tf.zeros([9, 5, 3]), tf.fill([9, 4, 3], 255.0)], axis=1)
+    row = augment.gaussian_blur(step, tf.constant(1.0)).numpy()[4, :, 0]
+    assert 0 < row[4] < row[5] < 255 and np.all(np.diff(row) >= -1e-3)

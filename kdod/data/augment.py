@@ -38,13 +38,25 @@ class Augmentation:
     hue: float = 0.03
     min_visible: float = 0.4
     min_size: float = 2.0  # Output pixels.
+    # Camera degradations of real photographs (off by default): Gaussian blur of a sigma drawn
+    # from (0, max_blur_sigma] output pixels, and JPEG re-compression at a quality drawn from
+    # [min_jpeg_quality, 95], each applied with its probability.
+    blur_prob: float = 0.0
+    max_blur_sigma: float = 1.5
+    jpeg_prob: float = 0.0
+    min_jpeg_quality: int = 30
 
     def __post_init__(self):
         if not 0 < self.min_scale <= self.max_scale:
             raise ValueError(f"Augmentation needs 0 < min_scale <= max_scale, got "
                              f"{self.min_scale}, {self.max_scale}.")
-        if not 0 <= self.flip_prob <= 1 or not 0 <= self.min_visible <= 1:
-            raise ValueError("Augmentation.flip_prob and min_visible must lie in [0, 1].")
+        if not all(0 <= p <= 1 for p in (self.flip_prob, self.min_visible, self.blur_prob,
+                                         self.jpeg_prob)):
+            raise ValueError("Augmentation.flip_prob, min_visible, blur_prob and jpeg_prob "
+                             "must lie in [0, 1].")
+        if self.max_blur_sigma <= 0 or not 1 <= self.min_jpeg_quality <= 95:
+            raise ValueError("Augmentation needs max_blur_sigma > 0 and min_jpeg_quality in "
+                             f"[1, 95], got {self.max_blur_sigma}, {self.min_jpeg_quality}.")
 
 
 def random_window(image_hw: tf.Tensor, seed: tf.Tensor, min_scale: float,
@@ -91,10 +103,40 @@ def jitter_colour(image: tf.Tensor, seed: tf.Tensor, config: Augmentation) -> tf
     return tf.clip_by_value(image, 0.0, 1.0) * 255.0
 
 
+def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor, radius: int = 4) -> tf.Tensor:
+    """Separable Gaussian blur of a [H, W, 3] float image (edges repeat their pixels)."""
+    offsets = tf.range(-radius, radius + 1, dtype=tf.float32)
+    kernel = tf.exp(-0.5 * tf.square(offsets / sigma))
+    kernel /= tf.reduce_sum(kernel)
+    padded = tf.pad(image[None], [[0, 0], [radius, radius], [radius, radius], [0, 0]],
+                    mode="SYMMETRIC")
+    rows = tf.tile(tf.reshape(kernel, [-1, 1, 1, 1]), [1, 1, 3, 1])
+    columns = tf.tile(tf.reshape(kernel, [1, -1, 1, 1]), [1, 1, 3, 1])
+    blurred = tf.nn.depthwise_conv2d(padded, rows, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(blurred, columns, [1, 1, 1, 1], "VALID")[0]
+
+
+def degrade(image: tf.Tensor, seed: tf.Tensor, config: Augmentation) -> tf.Tensor:
+    """Blur and JPEG re-compression of a [0, 255] float image, each with its probability."""
+    blur_seed, sigma_seed, jpeg_seed, quality_seed = tf.unstack(
+        tf.random.experimental.stateless_split(seed, 4))
+    if config.blur_prob:
+        sigma = tf.random.stateless_uniform([], sigma_seed, 0.3, config.max_blur_sigma)
+        blur = tf.random.stateless_uniform([], blur_seed) < config.blur_prob
+        image = tf.cond(blur, lambda: gaussian_blur(image, sigma), lambda: image)
+    if config.jpeg_prob:
+        jpeg = tf.random.stateless_uniform([], jpeg_seed) < config.jpeg_prob
+        image = tf.cond(jpeg, lambda: 255.0 * tf.image.stateless_random_jpeg_quality(
+            image / 255.0, config.min_jpeg_quality, 95, quality_seed), lambda: image)
+    return image
+
+
 def augment(example: dict, seed: tf.Tensor, size: int, config: Augmentation) -> dict:
-    """Random zoom/crop/pad, flip and colour jitter; boxes follow the pixels."""
+    """Random zoom/crop/pad, flip, colour jitter and camera degradations; boxes follow the
+    pixels."""
     window_seed, flip_seed, colour_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, 3))
+    degrade_seed = tf.random.experimental.stateless_fold_in(seed, 3)  # Leaves the others as were.
     image_hw = tf.shape(example["image"])[:2]
     window = random_window(image_hw, window_seed, config.min_scale, config.max_scale)
     image = geometry.crop_resize(example["image"], window, size)
@@ -105,7 +147,7 @@ def augment(example: dict, seed: tf.Tensor, size: int, config: Augmentation) -> 
         flip = tf.random.stateless_uniform([], flip_seed) < config.flip_prob
         image, boxes = tf.cond(flip, lambda: flip_left_right(image, boxes),
                                lambda: (image, boxes))
-    image = jitter_colour(image, colour_seed, config)
+    image = degrade(jitter_colour(image, colour_seed, config), degrade_seed, config)
     return {**example, "image": image, "boxes": boxes, "labels": labels, "window": window}
 
 
