@@ -13,6 +13,10 @@ import difflib
 import importlib
 import inspect
 import logging as std_logging
+import math
+import numbers
+import operator
+import os
 import re
 import sys
 import tokenize
@@ -45,18 +49,47 @@ class ConfigError(KdodError):
     """A configuration the user wrote cannot be used; the message says why."""
 
 
+def check_integer(binding: str, value: object, minimum: int = 1,
+                  maximum: int | None = None) -> None:
+    """A ConfigError naming the gin `binding` unless `value` is an integer in
+    [`minimum`, `maximum`]."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum
+            or (maximum is not None and value > maximum)):
+        wanted = (f"an integer from {minimum} to {maximum}" if maximum is not None
+                  else "a positive integer" if minimum == 1 else f"an integer >= {minimum}")
+        raise ConfigError(f"{binding} must be {wanted}, got {value!r}.")
+
+
+def check_number(binding: str, value: object, *, above: float | None = None,
+                 at_least: float | None = None, below: float | None = None,
+                 at_most: float | None = None) -> None:
+    """A ConfigError naming the gin `binding` unless `value` is a finite number within the
+    bounds given (`above` and `below` exclude the bound, `at_least` and `at_most` include it)."""
+    bounds = [(sign, bound, holds) for sign, bound, holds in (
+        (">", above, operator.gt), (">=", at_least, operator.ge), ("<", below, operator.lt),
+        ("<=", at_most, operator.le)) if bound is not None]
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value)
+            or not all(holds(value, bound) for _, bound, holds in bounds)):
+        wanted = " and ".join(f"{sign} {bound}" for sign, bound, _ in bounds)
+        raise ConfigError(f"{binding} must be a {'number ' + wanted if wanted else 'finite number'}"
+                          f", got {value!r}.")
+
+
 def gin_search_paths() -> list[Path]:
-    """Folders where gin files are looked up by name, in order."""
+    """Folders where gin files are looked up by name, in order, each once (run from the
+    repository, ./gin is the repository's gin/)."""
     cwd = Path.cwd()
-    return [cwd, cwd / "gin", Path(__file__).resolve().parents[1] / "gin",
-            Path(sys.prefix) / "share" / "kdod" / "gin"]
+    folders = [cwd, cwd / "gin", Path(__file__).resolve().parents[1] / "gin",
+               Path(sys.prefix) / "share" / "kdod" / "gin"]
+    return list(dict.fromkeys(folder.resolve() for folder in folders))
 
 
 def available_gin_files() -> list[str]:
     """Names of the gin files in the search path (relative to their folder)."""
     names = set()
-    for folder in gin_search_paths()[1:]:
-        if folder.is_dir():
+    cwd = Path.cwd().resolve()  # Not searched: it holds runs, whose config.gin are no recipes.
+    for folder in gin_search_paths():
+        if folder != cwd and folder.is_dir():
             names.update(str(p.relative_to(folder)) for p in folder.rglob("*.gin"))
     return sorted(names)
 
@@ -144,14 +177,65 @@ def parse_flags_gin() -> None:
     parse_gin(flags.FLAGS.gin_file, flags.FLAGS.gin_param)
 
 
+def run_gin_files(model_dir: str) -> list[str]:
+    """The gin files that rebuild the trained run in `model_dir`: --gin_file when given, else
+    the run's config.gin. A model_dir that is no training run is a ConfigError saying so."""
+    folder = Path(model_dir)
+    if not folder.is_dir():
+        state = "is not a folder" if folder.exists() else "does not exist"
+        raise ConfigError(f"--model_dir={model_dir} {state}: give the folder of a training run.")
+    if flags.FLAGS.gin_file:
+        return flags.FLAGS.gin_file
+    if not (folder / FULL_CONFIG).is_file():
+        raise ConfigError(f"--model_dir={model_dir} is not a training run (it has no "
+                          f"{FULL_CONFIG}): train into it first, or pass the model's --gin_file.")
+    return [str(folder / FULL_CONFIG)]
+
+
+def check_output_folder(flag: str, folder: str | Path) -> None:
+    """A ConfigError naming `flag` unless `folder` is a folder kdod can write in, or can create
+    (no file in the way, the nearest existing folder writable)."""
+    for path in [Path(folder), *Path(folder).absolute().parents]:
+        if not path.exists():
+            continue
+        if not path.is_dir():
+            raise ConfigError(f"{flag}: {path} is a file, not a folder.")
+        if not os.access(path, os.W_OK):
+            raise ConfigError(f"{flag}: {path} is not writable.")
+        return
+
+
+# gin appends a line per configurable an exception passes through: context for a traceback,
+# noise under a message that names the binding already.
+_GIN_CALL_CONTEXT = re.compile(r"\n  In call to configurable .*")
+# gin's words for a configurable called without a required argument (a TypeError).
+_GIN_UNBOUND = re.compile(r"No values supplied by Gin or caller for arguments: \[(?P<names>[^]]*)\]"
+                          r".*?In call to configurable '(?P<configurable>[^']+)'", re.DOTALL)
+
+
+def user_message(error: Exception) -> str | None:
+    """The message of an error the user can fix, or None for a bug (shown as a traceback): a
+    KdodError's, or gin's for a required argument no binding gives."""
+    if isinstance(error, KdodError):
+        return _GIN_CALL_CONTEXT.sub("", str(error))
+    if isinstance(error, TypeError) and (unbound := _GIN_UNBOUND.search(str(error))):
+        names = unbound["names"].replace("'", "").split(", ")
+        return (f"gin: {unbound['configurable']} needs {', '.join(names)}; bind "
+                f"{'it' if len(names) == 1 else 'them'}, e.g. "
+                f"{unbound['configurable']}.{names[0]} = ...")
+    return None
+
+
 def run(main: Callable[[list[str]], None]) -> None:
     """`absl.app.run` with user errors reported as one readable message (exit status 2)."""
 
     def guarded_main(argv: list[str]) -> None:
         try:
             main(argv)
-        except KdodError as error:
-            print(f"error: {error}", file=sys.stderr)
+        except (KdodError, TypeError) as error:
+            if (message := user_message(error)) is None:
+                raise
+            print(f"error: {message}", file=sys.stderr)
             sys.exit(2)
 
     app.run(guarded_main)

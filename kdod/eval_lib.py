@@ -15,7 +15,7 @@ from absl import logging
 from PIL import Image
 from tqdm import tqdm
 
-from kdod import checkpoints, exported, files, visualize
+from kdod import checkpoints, config, exported, files, visualize
 from kdod.data import geometry
 from kdod.data.pipeline import input_pipeline, load_examples
 from kdod.detection.detector import Detector, DetectorConfig
@@ -191,6 +191,7 @@ def evaluate(model_dir: str, split: str | None = None, num_visualizations: int =
 
     With `text`, the plate-reading metrics of `evaluate_text` join the COCO ones.
     """
+    config.check_integer("evaluate.batch_size", batch_size)
     evaluate_plate_text = text_evaluator(text, split) if text is not None else None
     model = load_trained(model_dir)
     with gin.config_scope("eval"):
@@ -261,6 +262,7 @@ def evaluate_exported(path: str | Path, split: str | None = None, runtime: str =
     With `text`, adds the plate-reading metrics of `evaluate_text`.
     Writes <export folder>/eval_<split>/<saved_model | tflite stem>.json.
     """
+    config.check_integer("evaluate_exported.num_threads", num_threads)
     evaluate_plate_text = text_evaluator(text, split) if text is not None else None
     detector = exported.load_exported(path, runtime, num_threads)
     metrics = coco_metrics(exported_detections(detector, original_eval_examples(split)))

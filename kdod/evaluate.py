@@ -33,7 +33,8 @@ flags.adopt_module_key_flags(config)  # --help lists --gin_file, --gin_param, --
 
 flags.DEFINE_string("split", None, "Split to evaluate; default: the split in the gin sources.")
 flags.DEFINE_integer("num_visualizations", 0, "Write this many PNGs with predicted (red) and "
-                     "true (green) boxes to model_dir/eval_<split>/visualizations.")
+                     "true (green) boxes to model_dir/eval_<split>/visualizations.",
+                     lower_bound=0)
 flags.DEFINE_string("exported", None, "Evaluate an exported model instead of --model_dir: a "
                     "SavedModel folder or a .tflite file written by python -m kdod.export.")
 flags.DEFINE_enum("runtime", "litert", ["litert", "tf"], "Interpreter for --exported .tflite: "
@@ -47,7 +48,7 @@ flags.DEFINE_string("text_csv", None, "With --ocr: plate text from this CSV of "
 flags.DEFINE_integer("max_text_images", None, "With --ocr: read the plates of at most this "
                      "many images (OCR is slow).", lower_bound=1)
 flags.DEFINE_float("min_score", 0.3, "With --ocr: end to end, detections scoring lower are "
-                   "not read (as in kdod.recognize).")
+                   "not read (as in kdod.recognize).", lower_bound=0.0, upper_bound=1.0)
 
 
 def text_evaluation():
@@ -75,8 +76,7 @@ def main(argv: list[str]) -> None:
     if not model_dir:
         raise config.ConfigError("--model_dir is required: the directory of a training run "
                                  "(or --exported: a SavedModel or .tflite file).")
-    gin_files = flags.FLAGS.gin_file or [str(Path(model_dir) / config.FULL_CONFIG)]
-    config.parse_gin(gin_files, flags.FLAGS.gin_param)
+    config.parse_gin(config.run_gin_files(model_dir), flags.FLAGS.gin_param)
     from kdod.eval_lib import evaluate  # After flag parsing: TensorFlow loads slowly.
 
     metrics = evaluate(model_dir, flags.FLAGS.split, flags.FLAGS.num_visualizations,

@@ -33,15 +33,13 @@ def main(argv: list[str]) -> None:
     model_dir = flags.FLAGS.model_dir
     if not model_dir:
         raise config.ConfigError("--model_dir is required: the directory of a training run.")
-    gin_files = flags.FLAGS.gin_file or [str(Path(model_dir) / config.FULL_CONFIG)]
-    if not Path(gin_files[0]).is_file() and not flags.FLAGS.gin_file:
-        raise config.ConfigError(f"{gin_files[0]} not found: is {model_dir} a training run? "
-                                 f"Otherwise pass the model's --gin_file.")
+    gin_files = config.run_gin_files(model_dir)
+    output_dir = flags.FLAGS.output_dir or str(Path(model_dir) / "export")
+    config.check_output_folder("--output_dir", output_dir)
     config.parse_gin(gin_files, flags.FLAGS.gin_param)
     from kdod import eval_lib, export_lib  # After flag parsing: TensorFlow loads slowly.
 
     detector = eval_lib.load_trained(model_dir)
-    output_dir = flags.FLAGS.output_dir or str(Path(model_dir) / "export")
     print(f"Exporting {flags.FLAGS.format} ({flags.FLAGS.quantize}) to {output_dir} ...")
     path = export_lib.export(detector, output_dir, flags.FLAGS.format, flags.FLAGS.quantize,
                              model_dir=model_dir)

@@ -5,7 +5,8 @@ r"""Reads licence plates in images, folders and videos with a trained detector a
 Writes <output_dir>/plates.jsonl, one JSON line per plate
 ({"file", "frame", "box": [xmin, ymin, xmax, ymax] pixels, "score", "text", "text_score"}), and
 an annotated picture per image (or video frame) with each box and its text. Video files need
-OpenCV (installed with any OCR extra). An unreadable file is reported and skipped.
+OpenCV (installed with any OCR extra). An unreadable file is reported and skipped; when no
+file can be read, the exit status is 2.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from pathlib import Path
 import numpy as np
 from absl import flags
 from PIL import Image, UnidentifiedImageError
+from PIL.Image import DecompressionBombError
 
 from kdod import config
+from kdod.errors import KdodError
 
 flags.adopt_module_key_flags(config)
 
@@ -28,8 +31,9 @@ flags.DEFINE_string("formats", None, "Plate formats for correction: a region of 
                     "kdod.ocr.plate_text.PLATE_FORMATS ('us', 'uk+us') or patterns "
                     "like 'LLDDLLL,DLLLDDD' (L letter, D digit).")
 flags.DEFINE_string("output_dir", "recognized", "Folder for plates.jsonl and annotated images.")
-flags.DEFINE_float("min_score", 0.3, "Detections below this score are ignored.")
-flags.DEFINE_integer("video_stride", 10, "Read every n-th frame of a video.")
+flags.DEFINE_float("min_score", 0.3, "Detections below this score are ignored.",
+                   lower_bound=0.0, upper_bound=1.0)
+flags.DEFINE_integer("video_stride", 10, "Read every n-th frame of a video.", lower_bound=1)
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v"}
@@ -94,8 +98,23 @@ def annotate(image: np.ndarray, plates) -> np.ndarray:
     return visualize.draw_boxes(image, boxes, captions, visualize.PREDICTION)
 
 
-def picture_name(path: Path, frame: int | None) -> str:
-    return f"{path.stem}.png" if frame is None else f"{path.stem}_frame{frame:06d}.png"
+def picture_stems(files: list[Path]) -> dict[Path, str]:
+    """The stem of each file's annotated pictures: its own, numbered when an earlier file has
+    it (a/car.png, b/car.jpg: car, car_2), so no picture overwrites another."""
+    stems: dict[Path, str] = {}
+    taken: set[str] = set()
+    for path in dict.fromkeys(files):  # A file given twice keeps one stem.
+        stem, number = path.stem, 1
+        while stem in taken:
+            number += 1
+            stem = f"{path.stem}_{number}"
+        stems[path] = stem
+        taken.add(stem)
+    return stems
+
+
+def picture_name(stem: str, frame: int | None) -> str:
+    return f"{stem}.png" if frame is None else f"{stem}_frame{frame:06d}.png"
 
 
 def recognize_files(recognizer, files: list[Path], output_dir: Path,
@@ -103,6 +122,7 @@ def recognize_files(recognizer, files: list[Path], output_dir: Path,
     """Writes plates.jsonl and annotated pictures; returns (plates written, skipped reports)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     written, skipped = 0, []
+    stems = picture_stems(files)
     with open(output_dir / "plates.jsonl", "w", encoding="utf-8") as lines:
         for path in files:
             try:
@@ -115,8 +135,8 @@ def recognize_files(recognizer, files: list[Path], output_dir: Path,
                         lines.write(json.dumps(record) + "\n")
                         written += 1
                     Image.fromarray(annotate(image, plates)).save(
-                        output_dir / picture_name(path, frame))
-            except (OSError, UnidentifiedImageError, ValueError) as error:
+                        output_dir / picture_name(stems[path], frame))
+            except (OSError, UnidentifiedImageError, ValueError, DecompressionBombError) as error:
                 report = f"skipped {path}: {type(error).__name__}: {error}"
                 print(report, file=sys.stderr)
                 skipped.append(report)
@@ -130,8 +150,11 @@ def main(argv: list[str]) -> None:
     if len(argv) < 2:
         raise config.ConfigError("Give images, folders or videos to read.")
     files = expand_paths(argv[1:])
-    gin_files = flags.FLAGS.gin_file or [str(Path(model_dir) / config.FULL_CONFIG)]
-    config.parse_gin(gin_files, flags.FLAGS.gin_param)
+    if not files:
+        raise config.ConfigError(f"No image or video files in {' '.join(argv[1:])} (looked for "
+                                 f"{', '.join(sorted(IMAGE_SUFFIXES | VIDEO_SUFFIXES))}).")
+    config.check_output_folder("--output_dir", flags.FLAGS.output_dir)
+    config.parse_gin(config.run_gin_files(model_dir), flags.FLAGS.gin_param)
     from kdod import eval_lib  # After flag parsing: TensorFlow loads slowly.
     from kdod.ocr import anpr
 
@@ -142,6 +165,9 @@ def main(argv: list[str]) -> None:
     written, skipped = recognize_files(recognizer, files, output_dir, flags.FLAGS.video_stride)
     print(f"{written} plates from {len(files) - len(skipped)} files written to "
           f"{output_dir / 'plates.jsonl'}; {len(skipped)} skipped.")
+    if len(skipped) == len(files):
+        raise KdodError(f"None of the {len(files)} files could be read (each is reported "
+                        "above).")
 
 
 if __name__ == "__main__":

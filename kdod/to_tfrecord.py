@@ -33,6 +33,9 @@ def main(argv: list[str]) -> None:
         raise config.ConfigError("--dataset and --output are required, e.g. "
                                  "--dataset=car_plates --output=records/train.record")
     output = Path(flags.FLAGS.output)
+    if output.is_dir():
+        raise config.ConfigError(f"--output={output} is a folder; give the record file to write.")
+    config.check_output_folder("--output", output.parent)
     count, label_map = convert(flags.FLAGS.dataset, flags.FLAGS.split, output,
                                flags.FLAGS.data_dir, flags.FLAGS.manual_dir)
     print(f"Wrote {count} examples to {output} and the label map {label_map}.")
@@ -45,19 +48,15 @@ def convert(dataset: str, split: str, output: Path, data_dir: str | None = None,
     from tqdm import tqdm
 
     import tfds_builders  # noqa: F401  Registers kdod's builders with TFDS.
-    from kdod.data import tfod
+    from kdod.data import pipeline, tfod
 
-    try:
+    with pipeline.tfds_errors(dataset, split):
         builder = tfds.builder(dataset, data_dir=data_dir)
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=manual_dir))
         records = builder.as_dataset(split=split, decoders={"image": tfds.decode.SkipDecoding()})
         total = builder.info.splits[split].num_examples
-    except tfds.core.DatasetNotFoundError:
-        raise config.ConfigError(f"Unknown data set {dataset!r}; kdod's are car_plates, "
-                                 "number_plates and synthetic_plates/<config>.") from None
-    except (ValueError, KeyError) as error:
-        raise config.ConfigError(f"Cannot read {dataset!r} split {split!r}: {error}") from None
+    pipeline.check_tfds_files(builder.info, split)
     names = builder.info.features["objects"]["label"].names
     examples = (_as_tfod_input(example) for example in
                 tqdm(tfds.as_numpy(records), total=total, desc=f"{dataset} {split}", unit="img"))

@@ -21,6 +21,7 @@ def main(argv: list[str]) -> None:
         raise config.ConfigError(f"Unexpected arguments: {' '.join(argv[1:])}")
     if not flags.FLAGS.model_dir:
         raise config.ConfigError("--model_dir is required: where checkpoints and logs go.")
+    config.check_output_folder("--model_dir", flags.FLAGS.model_dir)
     config.parse_flags_gin()
     from kdod.train_lib import train  # After flag parsing: TensorFlow loads slowly.
 

@@ -49,21 +49,29 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
                 "final": self.final}
 
 
+OPTIMIZERS = {"sgd": keras.optimizers.SGD, "adam": keras.optimizers.Adam,
+              "adamw": keras.optimizers.AdamW}
+
+
 @gin.configurable
 def make_optimizer(total_steps: int, name: str = "sgd", learning_rate: float = 0.04,
                    warmup_steps: int = 100, momentum: float = 0.9, weight_decay: float = 4e-5,
                    clipnorm: float | None = 10.0) -> keras.optimizers.Optimizer:
     """SGD (momentum), Adam or AdamW with a warm-up + cosine schedule."""
+    if name not in OPTIMIZERS:
+        raise config.ConfigError(f"make_optimizer.name must be one of {', '.join(OPTIMIZERS)}; "
+                                 f"got {name!r}.")
+    config.check_number("make_optimizer.learning_rate", learning_rate, above=0)
+    config.check_integer("make_optimizer.warmup_steps", warmup_steps, minimum=0)
+    config.check_number("make_optimizer.momentum", momentum, at_least=0, below=1)
+    if weight_decay is not None:
+        config.check_number("make_optimizer.weight_decay", weight_decay, at_least=0)
+    if clipnorm is not None:
+        config.check_number("make_optimizer.clipnorm", clipnorm, above=0)
     schedule = WarmupCosine(learning_rate, total_steps, min(warmup_steps, total_steps // 2))
-    common = {"learning_rate": schedule, "weight_decay": weight_decay or None,
-              "clipnorm": clipnorm}
-    if name == "sgd":
-        return keras.optimizers.SGD(momentum=momentum, **common)
-    if name == "adam":
-        return keras.optimizers.Adam(**common)
-    if name == "adamw":
-        return keras.optimizers.AdamW(**common)
-    raise ValueError(f"Unknown optimizer {name!r}; choose sgd, adam or adamw.")
+    settings = {"learning_rate": schedule, "weight_decay": weight_decay or None,
+                "clipnorm": clipnorm, **({"momentum": momentum} if name == "sgd" else {})}
+    return OPTIMIZERS[name](**settings)
 
 
 class NonFiniteLossError(KdodError):
@@ -71,21 +79,23 @@ class NonFiniteLossError(KdodError):
 
 
 class CheckpointAndGuard(keras.callbacks.Callback):
-    """Saves a checkpoint every epoch (= checkpoint interval) and stops on a non-finite loss.
+    """Saves a checkpoint every epoch (= checkpoint interval), stops at `last_step` exactly (a
+    resumed run's last epoch may end early) and stops on a non-finite loss.
 
     On a NaN the run stops before the next checkpoint, so the last checkpoint on
     disk is the last good one.
     """
 
-    def __init__(self, model_dir: str | Path, keep: int):
+    def __init__(self, model_dir: str | Path, keep: int, last_step: int):
         super().__init__()
-        self.model_dir, self.keep = model_dir, keep
+        self.model_dir, self.keep, self.last_step = model_dir, keep, last_step
         self.bad_step: int | None = None
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = float((logs or {}).get("total", 0.0))
-        if not math.isfinite(loss):
-            self.bad_step = int(self.model.optimizer.iterations.numpy())
+        step = int(self.model.optimizer.iterations.numpy())
+        if not math.isfinite(float((logs or {}).get("total", 0.0))):
+            self.bad_step = step
+        if self.bad_step is not None or step >= self.last_step:
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
@@ -181,6 +191,10 @@ def train(model_dir: str, steps: int = 1000, checkpoint_every: int = 200, keep_c
     """Trains `model_fn()` (with `distillation`: a Distiller's student) for `steps` steps,
     resuming from model_dir's last checkpoint. A run that starts afresh takes its detector's
     first weights from the run `init_from` when given (`warm_start`)."""
+    _check_counts(steps=steps, checkpoint_every=checkpoint_every,
+                  keep_checkpoints=keep_checkpoints, log_every=log_every)
+    config.check_integer("train.summary_images", summary_images, minimum=0)
+    checkpoints.remove_partial_files(model_dir)
     keras.utils.set_random_seed(seed)
     model = build_distiller(distillation) if distillation else model_fn()
     with gin.config_scope("train"):
@@ -193,24 +207,32 @@ def train(model_dir: str, steps: int = 1000, checkpoint_every: int = 200, keep_c
         warm_start(model.exported_detector(), init_from)
     config.write_operative_config(model_dir)
     if start >= steps:
-        logging.info("%s is already trained to step %d.", model_dir, start)
+        # Rewritten from the checkpoint: a kill after the last checkpoint, before the detector's
+        # weights, or a damaged detector file that was deleted, leaves it stale or missing.
+        checkpoints.save_detector(model.exported_detector(), model_dir)
+        logging.info("%s is already trained to step %d; wrote its detector's weights again.",
+                     model_dir, start)
         return model
     if start:
         logging.info("Resuming from step %d.", start)
-    guard = CheckpointAndGuard(model_dir, keep_checkpoints)
+    guard = CheckpointAndGuard(model_dir, keep_checkpoints, last_step=steps)
     logs = Path(model_dir) / "logs"
     callbacks = [guard, keras.callbacks.TensorBoard(str(logs), update_freq=log_every)]
     if summary_images:
         callbacks.append(ImageSummaries(
             logs / "images", {k: v[:summary_images] for k, v in first_batch.items()}))
-    interval = checkpoint_interval(steps, checkpoint_every)
-    model.fit(dataset, epochs=steps // interval, steps_per_epoch=interval,
-              initial_epoch=start // interval,
+    interval = min(checkpoint_every, steps)
+    # An epoch is a checkpoint interval; the guard ends the last one at `steps` exactly, also
+    # when a resumed run's checkpoint_every changed and `start` is not a multiple of it.
+    first_epoch = start // interval
+    model.fit(dataset, epochs=first_epoch + math.ceil((steps - start) / interval),
+              steps_per_epoch=interval, initial_epoch=first_epoch,
               callbacks=callbacks, verbose=1 if flags.FLAGS.is_parsed() else 0)
     guard.raise_if_failed()
     return model
 
 
-def checkpoint_interval(steps: int, checkpoint_every: int) -> int:
-    """The largest interval <= checkpoint_every that divides steps (Keras epochs are whole)."""
-    return next(d for d in range(min(checkpoint_every, steps), 0, -1) if steps % d == 0)
+def _check_counts(**counts: int) -> None:
+    """Each of train's `counts` must be a positive integer: a ConfigError naming it otherwise."""
+    for name, value in counts.items():
+        config.check_integer(f"train.{name}", value)

@@ -39,3 +39,10 @@ def clean_gin():
     gin.clear_config()
     yield
     gin.clear_config()
+
+
+def damage_middle(path: Path) -> None:
+    """Zeroes bytes in the middle of a file, its size unchanged (a bad disk block, a bad copy)."""
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2:len(data) // 2 + 64] = bytes(64)
+    path.write_bytes(bytes(data))

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import REPO
 from PIL import Image
+from test_voc import png_header_only
 
 from kdod import config, eval_lib, train_lib
 from kdod.ocr import PlateRead, anpr
@@ -108,3 +109,32 @@ def test_cli_names_a_missing_path_without_a_traceback(model_dir, tmp_path):
         timeout=300)
     assert result.returncode == 2
     assert "nowhere does not exist" in result.stderr and "Traceback" not in result.stderr
+
+
+def _recognize(model_dir, output, *inputs):
+    return subprocess.run(
+        [sys.executable, "-m", "kdod.recognize", f"--model_dir={model_dir}", "--ocr=rapidocr",
+         *[f"--gin_param={binding}" for binding in ANY_SCORE], "--min_score=0.0",
+         f"--output_dir={output}", *map(str, inputs)],
+        check=False, capture_output=True, text=True, timeout=600)
+
+
+def test_cli_skips_a_decompression_bomb_and_fails_when_nothing_could_be_read(
+        model_dir, image_folder, tmp_path):
+    if importlib.util.find_spec("rapidocr_onnxruntime") is None:
+        pytest.skip("rapidocr is not installed (pip install 'kdod[rapidocr]' or make install)")
+    folder = tmp_path / "images"
+    folder.mkdir()
+    bomb = folder / "a_bomb.png"  # Read first: the files after it must still be read.
+    bomb.write_bytes(png_header_only(60000, 60000))
+    (folder / "b_scene.png").write_bytes((image_folder / "scene0.png").read_bytes())
+    result = _recognize(model_dir, tmp_path / "out", folder)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"skipped {bomb}: DecompressionBombError" in result.stderr
+    assert "from 1 files" in result.stdout and "1 skipped" in result.stdout
+    assert (tmp_path / "out" / "b_scene.png").is_file()
+
+    result = _recognize(model_dir, tmp_path / "out_bomb", bomb)
+    assert result.returncode == 2
+    assert "error: None of the 1 files could be read" in result.stderr
+    assert "Traceback" not in result.stderr

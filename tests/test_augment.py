@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kdod.config import ConfigError
 from kdod.data import augment, pipeline
 
 NO_COLOUR = {"brightness": 0.0, "contrast": 0.0, "saturation": 0.0, "hue": 0.0}
@@ -75,7 +76,7 @@ def test_augmentation_is_deterministic_per_seed():
 
 
 def test_bad_augmentation_config_is_a_clear_error():
-    with pytest.raises(ValueError, match="min_scale"):
+    with pytest.raises(ConfigError, match="min_scale"):
         augment.Augmentation(min_scale=2.0, max_scale=1.0)
 
 

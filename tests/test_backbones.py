@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import kdod
+from kdod.config import ConfigError
 
 
 @pytest.mark.parametrize("name", kdod.BACKBONES.list())
@@ -20,7 +21,7 @@ def test_backbone_returns_features_at_strides_8_16_32(name):
 
 
 def test_bad_input_shape_is_refused_with_the_rule():
-    with pytest.raises(ValueError, match="multiple of 32"):
+    with pytest.raises(ConfigError, match="multiple of 32"):
         kdod.BACKBONES.get("mobilenet_v2")(input_shape=(100, 100, 3))
 
 

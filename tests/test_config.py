@@ -93,3 +93,19 @@ REPO_GIN = Path(__file__).resolve().parents[1] / "gin"
 def test_every_shipped_recipe_parses(recipe):
     """A typo in a shipped recipe (a renamed loss setting, say) fails here, not mid-run."""
     config.parse_gin([str(REPO_GIN / recipe)])
+
+
+def test_each_search_path_is_listed_once_from_the_repository(monkeypatch):
+    monkeypatch.chdir(REPO_GIN.parent)  # ./gin is then the repository's gin/.
+    with pytest.raises(config.ConfigError) as error:
+        config.resolve_gin_file("no_such_recipe.gin")
+    assert str(error.value).count(f"{REPO_GIN},") == 1
+
+
+def test_evaluate_on_a_run_folder_that_does_not_exist_says_so(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "kdod.evaluate",
+                             f"--model_dir={tmp_path / 'nowhere'}"],
+                            check=False, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert f"error: --model_dir={tmp_path / 'nowhere'} does not exist" in result.stderr
+    assert "gin file" not in result.stderr and "Traceback" not in result.stderr

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from kdod.config import ConfigError
 from kdod.detection import anchors as anchors_lib
 from kdod.detection import box_coder, losses, matcher, postprocess
 
@@ -66,7 +67,7 @@ def test_anchor_order_matches_head_output_reshape():
                                     {"scales_per_octave": 0}, {"aspect_ratios": ()},
                                     {"aspect_ratios": (1.0, -2.0)}])
 def test_invalid_anchor_config_is_refused(kwargs):
-    with pytest.raises(ValueError, match="AnchorConfig"):
+    with pytest.raises(ConfigError, match="AnchorConfig"):
         anchors_lib.AnchorConfig(**kwargs)
 
 

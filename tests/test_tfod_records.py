@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -137,3 +139,61 @@ def test_records_and_a_label_map_that_do_not_belong_together_fail_clearly(tmp_pa
     tfod.write_label_map(tmp_path / "other.pbtxt", ["plate"])  # id 1 only: 'plate' is id 2.
     with pytest.raises(tfod.TfodError, match=r"names 2 are not in the label map .*other.pbtxt"):
         tfod.load_tfod_records(str(tmp_path / "train.record"), tmp_path / "other.pbtxt")
+
+
+def _record_end(path: Path, records: int) -> int:
+    """The byte offset where the first `records` records of a TFRecord file end."""
+    data, offset = path.read_bytes(), 0
+    for _ in range(records):  # Each: length (8 bytes), its CRC (4), the data, the data's CRC (4).
+        offset += 16 + struct.unpack("<Q", data[offset:offset + 8])[0]
+    return offset
+
+
+def _truncate(path: Path, size: int) -> None:
+    path.write_bytes(path.read_bytes()[:size])
+
+
+def _three_examples():
+    return [{"image": np.full([8, 8, 3], i, np.uint8), "boxes": [[0.1, 0.1, 0.5, 0.5]],
+             "labels": [0], "filename": f"{i}.png"} for i in range(3)]
+
+
+def test_records_truncated_after_the_first_fail_naming_the_file_and_the_count(tmp_path):
+    path = tmp_path / "train.record"
+    tfod.write_tfod_records(_three_examples(), path)
+    _truncate(path, _record_end(path, 1) + 20)  # Cut in the middle of the second record.
+    message = rf"{path} is damaged after 1 records \(truncated record at \d+\)"
+    with pytest.raises(tfod.DamagedRecordsError, match=message):
+        pipeline.load_examples(f"tfrecord:{path}", "train")
+    with pytest.raises(tfod.DamagedRecordsError, match=message):  # Evaluation reads them so.
+        pipeline.input_pipeline([(f"tfrecord:{path}", "test", 1.0)], image_size=32,
+                                training=False)
+
+
+def test_a_damaged_tfds_file_fails_naming_it_also_as_to_tfrecord_input(tiny_data_dir, tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(tiny_data_dir, data_dir)
+    (shard,) = data_dir.glob("synthetic_plates/tiny/*/synthetic_plates-train.tfrecord-*")
+    output = tmp_path / "out" / "train.record"
+    _truncate(shard, _record_end(shard, 5) + 20)
+    with pytest.raises(tfod.DamagedRecordsError, match=rf"{shard} is damaged after 5 records"):
+        to_tfrecord.convert("synthetic_plates/tiny", "train", output, str(data_dir))
+    _truncate(shard, _record_end(shard, 5))  # Cut at a record's end: no checksum can tell.
+    with pytest.raises(tfod.DamagedRecordsError, match=rf"{shard} holds 5 records where its "
+                                                       r"data set's info says 24"):
+        pipeline.load_examples("synthetic_plates/tiny", "train", str(data_dir))
+    assert not output.exists()
+
+
+def test_writing_records_that_fails_midway_keeps_the_file_already_there(tmp_path):
+    path = tmp_path / "train.record"
+    path.write_bytes(b"the records of an earlier run")
+
+    def examples_then_failure():
+        yield from _three_examples()[:2]
+        raise OSError("the source went away")
+
+    with pytest.raises(OSError, match="went away"):
+        tfod.write_tfod_records(examples_then_failure(), path)
+    assert path.read_bytes() == b"the records of an earlier run"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train.record"]

@@ -10,7 +10,7 @@ import gin
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import OVERFIT_TINY
+from conftest import OVERFIT_TINY, damage_middle
 from conftest import TINY_GIN as TINY
 
 from kdod import checkpoints, config, eval_lib, train_lib
@@ -114,3 +114,70 @@ def test_warm_start_from_another_architecture_names_what_differs(
         train_lib.train(str(tmp_path / "target"), init_from=str(tmp_path / "source"))
     with pytest.raises(KdodError, match="No trained initial detector in"):
         train_lib.warm_start(Detector(DetectorConfig()), tmp_path / "missing")
+
+
+def _last_step(model_dir):
+    return int(checkpoints.checkpoint_paths(model_dir)[-1].name.split("-")[1].split(".")[0])
+
+
+def test_resume_with_another_checkpoint_every_stops_at_train_steps(
+        tiny_data_dir, tmp_path, clean_gin):
+    config.parse_gin([TINY], _bindings(tiny_data_dir, "train.summary_images = 0",
+                                       "train.steps = 30", "train.checkpoint_every = 10"))
+    train_lib.train(str(tmp_path))
+    gin.bind_parameter("train.steps", 40)
+    gin.bind_parameter("train.checkpoint_every", 20)  # 30 is no multiple of it.
+    model = train_lib.train(str(tmp_path))
+    assert int(model.optimizer.iterations.numpy()) == 40
+    assert _last_step(tmp_path) == 40
+
+
+def test_damaged_checkpoints_and_detector_fail_naming_the_file_and_what_to_use(
+        tiny_data_dir, tmp_path, clean_gin, caplog):
+    config.parse_gin([TINY], _bindings(tiny_data_dir, "train.summary_images = 0",
+                                       "train.steps = 20", "train.checkpoint_every = 10"))
+    train_lib.train(str(tmp_path))
+    folder = tmp_path / checkpoints.CHECKPOINT_DIR
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "ckpt-10.weights.h5", "ckpt-10.weights.h5.sha256",
+        "ckpt-20.weights.h5", "ckpt-20.weights.h5.sha256"]
+    assert (tmp_path / "detector.weights.h5.sha256").is_file()
+    latest = folder / "ckpt-20.weights.h5"
+    damage_middle(latest)
+    with pytest.raises(checkpoints.CheckpointError,
+                       match=r"ckpt-20\.weights\.h5 does not match its checksum.*"
+                             r"previous good checkpoint is ckpt-10\.weights\.h5"):
+        train_lib.train(str(tmp_path))
+    damage_middle(tmp_path / "detector.weights.h5")
+    with pytest.raises(checkpoints.CheckpointError,
+                       match=r"detector\.weights\.h5 does not match its checksum"):
+        eval_lib.load_trained(tmp_path)
+
+    # Deleting the damaged checkpoint recovers: training resumes from ckpt-10.
+    latest.unlink()
+    checkpoints.checksum_path(latest).unlink()
+    (tmp_path / "detector.weights.h5").unlink()
+    (folder / "partial-ckpt-30.weights.h5").write_bytes(b"half a file")  # A kill mid-save.
+    train_lib.train(str(tmp_path))
+    assert _last_step(tmp_path) == 20
+    assert not list(folder.glob("partial-*"))
+    eval_lib.load_trained(tmp_path)
+    damage_middle(tmp_path / "detector.weights.h5")  # A finished run writes it again.
+    train_lib.train(str(tmp_path))
+    eval_lib.load_trained(tmp_path)
+
+    # Files written before checksums (older kdod) load, with a warning.
+    for checksum in tmp_path.rglob("*.sha256"):
+        checksum.unlink()
+    with caplog.at_level("WARNING"):
+        eval_lib.load_trained(tmp_path)
+    assert "has no checksum file" in caplog.text
+
+
+def test_steps_of_zero_is_an_error_and_creates_nothing(tmp_path):
+    result = subprocess.run(_train_command(tmp_path / "run", tmp_path, "train.steps = 0"),
+                            check=False, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2
+    assert "error: train.steps must be a positive integer, got 0." in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "run").exists()

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 
 import keras
 
+from kdod.config import ConfigError
+
 STRIDES = (8, 16, 32)
 
 
@@ -48,6 +50,7 @@ def check_input_shape(input_shape: Sequence[int], multiple: int = 32) -> tuple[i
     """Square RGB inputs whose side is a multiple of `multiple` (so all levels align)."""
     shape = tuple(int(d) for d in input_shape)
     if len(shape) != 3 or shape[2] != 3 or shape[0] != shape[1] or shape[0] % multiple:
-        raise ValueError(f"Backbones take square RGB inputs with a side that is a multiple of "
-                         f"{multiple}, e.g. (320, 320, 3); got {tuple(input_shape)}.")
+        raise ConfigError(f"Backbones take square RGB inputs with a side that is a multiple of "
+                          f"{multiple} (DetectorConfig.image_size), e.g. (320, 320, 3); got "
+                          f"{tuple(input_shape)}.")
     return shape

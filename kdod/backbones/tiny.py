@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import keras
 
 from kdod.backbones.features import STRIDES, check_input_shape
+from kdod.config import check_integer
 from kdod.registry import register_backbone
 
 
@@ -15,6 +16,7 @@ def tiny_cnn(input_shape: Sequence[int] = (128, 128, 3), width: int = 8,
              strides: Sequence[int] = STRIDES, weights: str | None = None) -> keras.Model:
     """Stride-2 conv blocks, doubling channels (capped at 8x width) at each halving."""
     shape = check_input_shape(input_shape)
+    check_integer("tiny_cnn.width", width)
     images = keras.Input(shape, name="images")
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0)(images)
     features, stride, channels = {}, 1, width

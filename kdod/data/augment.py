@@ -21,6 +21,7 @@ import dataclasses
 import gin
 import tensorflow as tf
 
+from kdod.config import ConfigError, check_integer, check_number
 from kdod.data import geometry
 
 
@@ -47,16 +48,18 @@ class Augmentation:
     min_jpeg_quality: int = 30
 
     def __post_init__(self):
-        if not 0 < self.min_scale <= self.max_scale:
-            raise ValueError(f"Augmentation needs 0 < min_scale <= max_scale, got "
-                             f"{self.min_scale}, {self.max_scale}.")
-        if not all(0 <= p <= 1 for p in (self.flip_prob, self.min_visible, self.blur_prob,
-                                         self.jpeg_prob)):
-            raise ValueError("Augmentation.flip_prob, min_visible, blur_prob and jpeg_prob "
-                             "must lie in [0, 1].")
-        if self.max_blur_sigma <= 0 or not 1 <= self.min_jpeg_quality <= 95:
-            raise ValueError("Augmentation needs max_blur_sigma > 0 and min_jpeg_quality in "
-                             f"[1, 95], got {self.max_blur_sigma}, {self.min_jpeg_quality}.")
+        check_number("Augmentation.min_scale", self.min_scale, above=0)
+        check_number("Augmentation.max_scale", self.max_scale, above=0)
+        if self.min_scale > self.max_scale:
+            raise ConfigError(f"Augmentation needs min_scale <= max_scale, got "
+                              f"{self.min_scale}, {self.max_scale}.")
+        # Upper bounds: probabilities, factors 1 +- x that stay >= 0, TensorFlow's hue limit.
+        for name, most in (("flip_prob", 1), ("min_visible", 1), ("blur_prob", 1),
+                           ("jpeg_prob", 1), ("contrast", 1), ("saturation", 1),
+                           ("hue", 0.5), ("brightness", None), ("min_size", None)):
+            check_number(f"Augmentation.{name}", getattr(self, name), at_least=0, at_most=most)
+        check_number("Augmentation.max_blur_sigma", self.max_blur_sigma, above=0)
+        check_integer("Augmentation.min_jpeg_quality", self.min_jpeg_quality, 1, 95)
 
 
 def random_window(image_hw: tf.Tensor, seed: tf.Tensor, min_scale: float,

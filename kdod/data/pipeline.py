@@ -20,13 +20,16 @@ A batch is a dict:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import gin
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
+from kdod import config
 from kdod.data import augment as augment_lib
+from kdod.data import tfod
 from kdod.errors import KdodError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -57,20 +60,47 @@ def load_examples(name: str, split: str, data_dir: str | None = None,
     if is_records:
         if with_text:
             raise NoPlateTextError(_no_text_message(name, split))
-        from kdod.data import tfod
-
         return tfod.load_tfod_records(base.replace("{split}", split), options.get("label_map"),
                                       shuffle_files=shuffle_files)
     import tfds_builders  # noqa: F401  Registers kdod's builders with TFDS.
 
     download = tfds.download.DownloadConfig(manual_dir=options.get("manual_dir"))
-    dataset = tfds.load(base, split=split, data_dir=data_dir, shuffle_files=shuffle_files,
-                        read_config=tfds.ReadConfig(add_tfds_id=False),
-                        download_and_prepare_kwargs={"download_config": download})
+    with tfds_errors(base, split):
+        dataset, info = tfds.load(
+            base, split=split, data_dir=data_dir, shuffle_files=shuffle_files,
+            read_config=tfds.ReadConfig(add_tfds_id=False), with_info=True,
+            download_and_prepare_kwargs={"download_config": download})
+    check_tfds_files(info, split)
     if with_text and "text" not in dataset.element_spec["objects"]:
         raise NoPlateTextError(_no_text_message(name, split))
     return dataset.map(lambda example: _standardize(example, with_text),
                        num_parallel_calls=AUTOTUNE)
+
+
+@contextlib.contextmanager
+def tfds_errors(name: str, split: str) -> Iterator[None]:
+    """TFDS's errors for an unknown data set or split as ConfigErrors naming them."""
+    try:
+        yield
+    except tfds.core.DatasetNotFoundError:
+        raise config.ConfigError(f"Unknown data set {name!r}; kdod's are car_plates, "
+                                 "number_plates and synthetic_plates/<config>.") from None
+    except (ValueError, KeyError) as error:  # An unknown split, or a malformed one.
+        raise config.ConfigError(f"Cannot read {name!r} split {split!r}: {error}") from None
+
+
+def check_tfds_files(info: tfds.core.DatasetInfo, split: str) -> None:
+    """Reads the files of a TFDS split once (`tfod.count_records`): a damaged file, or one
+    with fewer records than the data set's info says, is an error naming it."""
+    if info.file_format != tfds.core.FileFormat.TFRECORD:
+        return  # Other formats hold no checksums to verify this way.
+    shards = {shard.filename: shard.examples_in_shard
+              for shard in info.splits[split].file_instructions}
+    for path, expected in shards.items():
+        if (count := tfod.count_records(path)) != expected:
+            raise tfod.DamagedRecordsError(
+                f"{path} holds {count} records where its data set's info says {expected}: it "
+                f"was cut short. Prepare the data set again (delete {info.data_dir} first).")
 
 
 def source_options(name: str, known: Sequence[str]) -> tuple[str, dict[str, str]]:
@@ -108,8 +138,6 @@ def mix(datasets: Sequence[tf.data.Dataset], weights: Sequence[float],
     """Samples from repeated `datasets` with probabilities proportional to `weights`."""
     if len(datasets) == 1:
         return datasets[0]
-    if any(w <= 0 for w in weights):
-        raise ValueError(f"Source weights must be positive, got {list(weights)}.")
     total = float(sum(weights))
     return tf.data.Dataset.sample_from_datasets(
         [d.repeat() for d in datasets], [w / total for w in weights], seed=seed)
@@ -150,14 +178,15 @@ def input_pipeline(
     Evaluation with several sources concatenates them in order; training mixes
     them by weight. `split`, when given, replaces the split of every source.
     """
+    _check_settings(sources, image_size, batch_size, max_boxes, shuffle_buffer)
     datasets = [load_examples(name, split or source_split, data_dir, shuffle_files=training)
                 for name, source_split, _ in sources]
     if training:
-        config = augmentation or augment_lib.Augmentation()
+        augmentation = augmentation or augment_lib.Augmentation()
         dataset = mix(datasets, [w for _, _, w in sources], seed).repeat()
         seeds = tf.data.Dataset.random(seed=seed).batch(2)
         dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            lambda example, s: augment_lib.augment(example, s, image_size, config),
+            lambda example, s: augment_lib.augment(example, s, image_size, augmentation),
             num_parallel_calls=AUTOTUNE)
     else:
         dataset = datasets[0]
@@ -170,3 +199,16 @@ def input_pipeline(
     if training:  # Shuffle the small model-size images, not the decoded originals.
         dataset = dataset.shuffle(shuffle_buffer, seed=seed)
     return dataset.batch(batch_size, drop_remainder=training).prefetch(AUTOTUNE)
+
+
+def _check_settings(sources: Sequence[Source], image_size: int, batch_size: int, max_boxes: int,
+                    shuffle_buffer: int) -> None:
+    """Refuses settings that would fail as TensorFlow errors deep in a run, naming the binding."""
+    for name, value in (("image_size", image_size), ("batch_size", batch_size),
+                        ("max_boxes", max_boxes), ("shuffle_buffer", shuffle_buffer)):
+        config.check_integer(f"input_pipeline.{name}", value)
+    if not sources or not all(isinstance(s, tuple | list) and len(s) == 3 for s in sources):
+        raise config.ConfigError("input_pipeline.sources must be a non-empty list of "
+                                 f"(name, split, weight) triples, got {sources!r}.")
+    for name, _, weight in sources:
+        config.check_number(f"input_pipeline.sources: the weight of {name!r}", weight, above=0)

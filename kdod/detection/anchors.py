@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 
 import gin
 import numpy as np
 import tensorflow as tf
+
+from kdod.config import ConfigError, check_integer, check_number
 
 
 @gin.configurable
@@ -41,19 +44,20 @@ class AnchorConfig:
     aspect_ratios: tuple[float, ...] = (1.5, 2.5, 4.0)
 
     def __post_init__(self):
+        ratios = self.aspect_ratios
+        if (not isinstance(ratios, list | tuple) or not ratios
+                or not all(isinstance(r, numbers.Real) and 0 < r < math.inf for r in ratios)):
+            raise ConfigError("AnchorConfig.aspect_ratios must be a non-empty list of positive "
+                              f"width/height ratios, got {ratios!r}.")
         # gin passes lists; a tuple keeps the config hashable and comparable.
-        object.__setattr__(self, "aspect_ratios", tuple(float(r) for r in self.aspect_ratios))
-        if not 1 <= self.min_level <= self.max_level:
-            raise ValueError(f"AnchorConfig needs 1 <= min_level <= max_level, got min_level="
-                             f"{self.min_level}, max_level={self.max_level}.")
-        if self.anchor_scale <= 0:
-            raise ValueError(f"AnchorConfig.anchor_scale must be > 0, got {self.anchor_scale}.")
-        if self.scales_per_octave < 1:
-            raise ValueError("AnchorConfig.scales_per_octave must be >= 1, got "
-                             f"{self.scales_per_octave}.")
-        if not self.aspect_ratios or min(self.aspect_ratios) <= 0:
-            raise ValueError("AnchorConfig.aspect_ratios must be a non-empty list of positive "
-                             f"width/height ratios, got {self.aspect_ratios}.")
+        object.__setattr__(self, "aspect_ratios", tuple(float(r) for r in ratios))
+        check_integer("AnchorConfig.min_level", self.min_level)
+        check_integer("AnchorConfig.max_level", self.max_level)
+        if self.min_level > self.max_level:
+            raise ConfigError(f"AnchorConfig needs min_level <= max_level, got min_level="
+                              f"{self.min_level}, max_level={self.max_level}.")
+        check_number("AnchorConfig.anchor_scale", self.anchor_scale, above=0)
+        check_integer("AnchorConfig.scales_per_octave", self.scales_per_octave)
 
     @property
     def levels(self) -> range:

@@ -18,6 +18,7 @@ import keras
 import tensorflow as tf
 
 from kdod import registry, train_step
+from kdod.config import ConfigError, check_integer, check_number
 from kdod.detection import anchors as anchors_lib
 from kdod.detection import heads, losses, matcher, postprocess
 
@@ -86,6 +87,13 @@ class DetectorConfig:
     separable_head: bool = False
     batch_norm_momentum: float = 0.99
 
+    def __post_init__(self):
+        check_integer("DetectorConfig.image_size", self.image_size)
+        check_integer("DetectorConfig.num_classes", self.num_classes)
+        check_integer("DetectorConfig.head_convs", self.head_convs, minimum=0)
+        check_number("DetectorConfig.batch_norm_momentum", self.batch_norm_momentum,
+                     at_least=0, below=1)
+
 
 class Detector(keras.Model):
     """A detector with its anchors, its training loss and its post-processing."""
@@ -99,9 +107,9 @@ class Detector(keras.Model):
         self.anchors = anchors_lib.generate_anchors(self.image_size, self.config.anchor_config)
         predicted = self.network.output["cls_logits"].shape[1]
         if predicted != self.anchors.shape[0]:
-            raise ValueError(f"The heads predict {predicted} anchors but the anchor config gives "
-                             f"{self.anchors.shape[0]}: the neck levels and "
-                             f"AnchorConfig.min_level/max_level disagree.")
+            raise ConfigError(f"The heads predict {predicted} anchors but the anchor config "
+                              f"gives {self.anchors.shape[0]}: the neck levels and "
+                              f"AnchorConfig.min_level/max_level disagree.")
 
     def call(self, images, training: bool = False) -> dict:
         return self.network(tf.cast(images, tf.float32), training=training)

@@ -12,6 +12,7 @@ import math
 
 import keras
 
+from kdod.config import ConfigError, check_integer
 from kdod.registry import register_neck
 
 
@@ -24,10 +25,11 @@ def _conv(filters: int, separable: bool, strides: int = 1, name: str | None = No
 def _pyramid(features: dict[int, keras.KerasTensor], min_level: int, max_level: int,
              filters: int, separable: bool, prefix: str) -> dict[int, keras.KerasTensor]:
     """Top-down pathway over the backbone levels, extra stride-2 levels above them."""
+    check_integer(f"{prefix.rstrip('_')}.filters", filters)
     backbone_levels = sorted(int(math.log2(s)) for s in features if min_level <= math.log2(s))
     if not backbone_levels or backbone_levels[0] != min_level:
-        raise ValueError(f"The backbone gives strides {sorted(features)}; the neck needs stride "
-                         f"{2 ** min_level} for min_level={min_level}.")
+        raise ConfigError(f"The backbone gives strides {sorted(features)}; the neck needs stride "
+                          f"{2 ** min_level} for AnchorConfig.min_level={min_level}.")
     top = min(max(backbone_levels), max_level)
     laterals = {level: keras.layers.Conv2D(filters, 1, name=f"{prefix}lateral_p{level}")(
         features[2 ** level]) for level in range(min_level, top + 1)}

@@ -28,6 +28,7 @@ import keras
 import tensorflow as tf
 
 from kdod import registry, train_step
+from kdod.config import ConfigError, check_number
 from kdod.detection import anchors as anchors_lib
 from kdod.detection.detector import Detector, DetectorConfig
 from kdod.distill.teacher import load_teacher
@@ -50,6 +51,14 @@ class DistillerConfig:
 
     teacher_dir: str
     losses: Mapping[str, float]
+
+    def __post_init__(self):
+        if not isinstance(self.losses, Mapping) or not self.losses:
+            raise ConfigError("DistillerConfig.losses must map loss names to weights, e.g. "
+                              f"{{'kl_logits': 1.0}}; got {self.losses!r}. To train without "
+                              "distillation, leave train.distillation unset.")
+        for name, weight in self.losses.items():
+            check_number(f"DistillerConfig.losses[{name!r}]", weight, at_least=0)
 
 
 class Distiller(keras.Model):

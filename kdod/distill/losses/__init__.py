@@ -5,6 +5,15 @@
     bounded_regression   teacher-bounded box regression (Chen et al. NeurIPS 2017)
     box_imitation        L1 / GIoU to the teacher's decoded boxes where it is confident
     pseudo_labels        teacher detections as extra targets (works across anchor layouts)
+    cwd                  KL between per-channel spatial softmaxes of neck features (Shu et al.
+                         ICCV 2021)
+    fgd                  focal (box masks, attention) and global (GcBlock) feature imitation
+                         (Yang et al. CVPR 2022)
+    mgd                  a generator rebuilds the teacher's features from randomly masked
+                         student features (Yang et al. ECCV 2022)
+    dist                 Pearson relations of class probabilities across anchors and classes
+                         (Huang et al. NeurIPS 2022)
 """
 
-from kdod.distill.losses import box, feature, kl, pseudo_labels  # noqa: F401  Registers them.
+# Importing the modules registers their losses.
+from kdod.distill.losses import box, cwd, dist, feature, fgd, kl, mgd, pseudo_labels  # noqa: F401

@@ -15,10 +15,10 @@ on the pattern, and the error becomes 2 * (1 - Pearson correlation).
 
 from __future__ import annotations
 
-import keras
 import tensorflow as tf
 
 from kdod.detection.matcher import pairwise_iou
+from kdod.distill.losses.levels import NeckFeatureLoss
 from kdod.registry import register_loss
 
 MASKS = ("none", "gt", "fine_grained")
@@ -70,7 +70,7 @@ def fine_grained_masks(level_shapes: list[tuple[int, int]], anchors: tf.Tensor,
 
 
 @register_loss("feature_imitation")
-class FeatureImitation:
+class FeatureImitation(NeckFeatureLoss):
     """Masked L2 between adapted student and teacher neck features on matching levels.
 
     The squared error is averaged over channels and over the masked locations of all
@@ -83,34 +83,17 @@ class FeatureImitation:
         standardize: compare per-channel standardized features (PKD) instead of raw ones.
     """
 
+    name = "feature_imitation"
+
     def __init__(self, mask: str = "fine_grained", psi: float = 0.5,
                  levels: tuple[int, ...] | None = None, standardize: bool = False):
         if mask not in MASKS:
             raise ValueError(f"feature_imitation.mask must be one of {MASKS}, got {mask!r}.")
-        self.mask, self.psi, self.levels = mask, psi, levels
-        self.standardize = standardize
-        self.adapters: list[keras.layers.Layer] = []
-        self._adapter_by_level: dict[int, keras.layers.Layer] = {}
+        super().__init__(levels)
+        self.mask, self.psi, self.standardize = mask, psi, standardize
 
-    def build(self, student_out, teacher_out) -> None:
-        """Checks level sizes and makes a 1x1 adapter where channel counts differ."""
-        student, teacher = student_out["features"], teacher_out["features"]
-        self.levels = tuple(self.levels or sorted(set(student) & set(teacher)))
-        for level in self.levels:
-            if level not in student or level not in teacher:
-                raise ValueError(f"feature_imitation: level {level} is missing (student has "
-                                 f"{sorted(student)}, teacher {sorted(teacher)}).")
-            s_shape, t_shape = student[level].shape, teacher[level].shape
-            if s_shape[1:3] != t_shape[1:3]:
-                raise ValueError(
-                    f"feature_imitation: level {level} is {s_shape[1]}x{s_shape[2]} in the "
-                    f"student but {t_shape[1]}x{t_shape[2]} in the teacher; give both the same "
-                    f"input size.")
-            if s_shape[-1] != t_shape[-1]:
-                adapter = keras.layers.Conv2D(t_shape[-1], 1, name=f"adapter_p{level}")
-                adapter(student[level])
-                self._adapter_by_level[level] = adapter
-                self.adapters.append(adapter)
+    def adapter_name(self, level: int) -> str:  # Unprefixed: earlier runs' checkpoints load.
+        return f"adapter_p{level}"
 
     def masks(self, teacher_out, batch) -> list[tf.Tensor]:
         features = teacher_out["features"]
@@ -129,10 +112,8 @@ class FeatureImitation:
     def __call__(self, student_out, teacher_out, batch) -> tf.Tensor:
         total, count = 0.0, 0.0
         for level, mask in zip(self.levels, self.masks(teacher_out, batch)):
-            student = student_out["features"][level]
-            if level in self._adapter_by_level:
-                student = self._adapter_by_level[level](student)
-            teacher = teacher_out["features"][level]
+            student = self.student_features(student_out, level)
+            teacher = self.teacher_features(teacher_out, level)
             if self.standardize:
                 student, teacher = standardize(student), standardize(teacher)
             error = tf.reduce_mean(tf.square(student - teacher), axis=-1)
