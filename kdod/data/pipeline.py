@@ -108,8 +108,9 @@ def source_options(name: str, known: Sequence[str]) -> tuple[str, dict[str, str]
     base, *pairs = name.split(",")
     options = dict(pair.partition("=")[::2] for pair in pairs)
     if unknown := [key for key in options if key not in known]:
-        raise KdodError(f"Source {name!r}: unknown option {', '.join(map(repr, unknown))}; "
-                        f"this kind of source takes {', '.join(known)}.")
+        raise config.ConfigError(f"Source {name!r}: unknown option "
+                                 f"{', '.join(map(repr, unknown))}; this kind of source takes "
+                                 f"{', '.join(known)}.")
     return base, options
 
 
