@@ -141,6 +141,14 @@ def test_records_and_a_label_map_that_do_not_belong_together_fail_clearly(tmp_pa
         tfod.load_tfod_records(str(tmp_path / "train.record"), tmp_path / "other.pbtxt")
 
 
+def test_records_without_any_box_fail_clearly(tmp_path):
+    examples = [{"image": np.zeros([8, 8, 3], np.uint8), "boxes": np.zeros([0, 4]),
+                 "labels": [], "filename": f"{i}.png"} for i in range(3)]
+    tfod.write_tfod_records(examples, tmp_path / "train.record")
+    with pytest.raises(tfod.TfodError, match=r"none of its first 3 records holds a box"):
+        tfod.load_tfod_records(str(tmp_path / "train.record"))
+
+
 def _record_end(path: Path, records: int) -> int:
     """The byte offset where the first `records` records of a TFRecord file end."""
     data, offset = path.read_bytes(), 0

@@ -88,8 +88,7 @@ def load_tfod_records(file_pattern: str, label_map_path: str | Path | None = Non
     keys = _check_first_record(files[0])
     label_map_path = label_map_path or _label_map_beside(files[0])
     label_map = read_label_map(label_map_path) if label_map_path else None
-    if label_map is not None:
-        _check_labels_in_label_map(files[0], label_map, label_map_path)
+    _check_first_records(files[0], label_map, label_map_path)
     text_to_label = None
     if LABEL_KEY not in keys:
         if label_map is None:
@@ -154,16 +153,24 @@ def _check_first_record(path: str) -> set[str]:
     return keys
 
 
-def _check_labels_in_label_map(path: str, label_map: dict[int, str], label_map_path: str | Path,
-                               count: int = 200) -> None:
-    """The class ids and texts of the first `count` records must be in the label map: records
-    and a label map that do not belong together would otherwise train on the wrong classes."""
-    ids, texts = set(), set()
+def _check_first_records(path: str, label_map: dict[int, str] | None,
+                         label_map_path: str | Path | None, count: int = 200) -> None:
+    """The first `count` records must hold boxes (a file without any trains nothing: often the
+    boxes were written under other keys) and, with a label map, only its class ids and names
+    (records and a label map that do not belong together would train on the wrong classes)."""
+    ids, texts, with_boxes, seen = set(), set(), 0, 0
     for record in tf.data.TFRecordDataset(path).take(count):
         feature = tf.train.Example.FromString(record.numpy()).features.feature
         ids.update(feature[LABEL_KEY].int64_list.value if LABEL_KEY in feature else ())
         texts.update(t.decode() for t in (feature[TEXT_KEY].bytes_list.value
                                           if TEXT_KEY in feature else ()))
+        with_boxes += bool(feature[BOX_KEYS[0]].float_list.value)
+        seen += 1
+    if not with_boxes:
+        raise TfodError(f"{path}: none of its first {seen} records holds a box "
+                        f"({BOX_KEYS[0]} is empty in all); a detector cannot train on them.")
+    if label_map is None:
+        return
     unknown_ids, unknown_texts = ids - set(label_map), texts - set(label_map.values())
     if unknown_ids or unknown_texts:
         found = ", ".join([*map(str, sorted(unknown_ids)), *map(repr, sorted(unknown_texts))])
