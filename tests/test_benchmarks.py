@@ -107,12 +107,12 @@ def test_real_runs_take_the_extra_bindings_and_share_the_seeds_teacher():
 
     options = BenchmarkOptions(bindings=("REAL_TEST = ('number_plates', 'test', 1.0)",))
     plan = real.seed_plan(options, seed=1)
-    assert [name for name, *_ in plan][:2] == ["teacher", "student alone"]
-    teacher_dir = plan[0][2]
-    for _, _, _, bindings in plan:
-        assert "train.seed = 1" in bindings and options.bindings[0] in bindings
-    assert all(f"DistillerConfig.teacher_dir = '{teacher_dir}'" in bindings
-               for _, _, _, bindings in plan[2:])
+    assert [run.model for run in plan][:2] == ["teacher", "student alone"]
+    for run in plan:
+        assert "train.seed = 1" in run.bindings and options.bindings[0] in run.bindings
+    assert all(run.teacher == plan[0] and run.bindings[-1]
+               == f"DistillerConfig.teacher_dir = '{plan[0].model_dir}'" for run in plan[2:])
+    assert plan[2].gin_files == ("real/student.gin", "losses/kl.gin")
 
 
 def test_options_put_runs_beside_the_results():

@@ -6,6 +6,8 @@
     ocr.py        exact match, CER and ms per plate of each OCR engine
     export.py     size, latency and AP of the Keras, SavedModel and TFLite forms
     real.py       teacher / student alone / distilled students on the real car_plates split
+    losses.py     every distillation loss alone and the best pair, real and synthetic plates
+    study.py      runs of such studies, recorded in the results file as they finish
     targets.py    every target, in one table; common.py: options and shared helpers
 
 Each module has `run(BenchmarkOptions) -> dict`, the results written to benchmarks/NAME.json.
@@ -20,7 +22,7 @@ from collections.abc import Callable
 
 from kdod.benchmarks.common import BenchmarkOptions
 
-NAMES = ("data", "detector", "distill", "ocr", "export", "real")
+NAMES = ("data", "detector", "distill", "ocr", "export", "real", "losses")
 
 
 def _lazy_run(name: str) -> Callable[[BenchmarkOptions], dict]:

@@ -9,8 +9,10 @@ Training: the 346 real images (records), test: the 87 of the Kaggle-layout sampl
 recipe's own schedule (the student budget is part of the recipe), for each seed; COCO AP, AP50
 and AP_small on the test images, and wall minutes of student training on this machine. The
 best distilled recipe's seed-0 student is exported to TFLite and timed end to end (letterbox,
-network, decoding, NMS) on a real test image, batch 1, 2 threads. Results are written after
-each seed (marked partial); run again, a stopped benchmark resumes its unfinished runs.
+network, decoding, NMS) on a real test image, batch 1, 2 threads. Every run's metrics are
+recorded in the results file as it finishes (kdod/benchmarks/study.py): run the command again
+and a stopped benchmark goes on with the runs not recorded yet, also from a fresh clone.
+The table goes to benchmarks/real.md (for the README), the plot to benchmarks/real.png.
 """
 
 from __future__ import annotations
@@ -21,45 +23,50 @@ import numpy as np
 
 from kdod import eval_lib, export_lib, exported
 from kdod.benchmarks import targets
-from kdod.benchmarks.common import BenchmarkOptions, mean_std, recipe
-from kdod.experiment import train_and_evaluate
-from kdod.files import write_json
+from kdod.benchmarks.common import BenchmarkOptions
+from kdod.benchmarks.study import Ledger, Run, markdown_table, measure_all, per_model, trained_dir
 from kdod.timing import seconds_per_call
 
 TEACHER = ("teacher", "real/teacher.gin")
 STUDENT = ("student alone", "real/student.gin")
-DISTILLED = {"kl_logits": "real/kl.gin", "feature_imitation (PKD)": "real/feature.gin",
-             "combined (KL + PKD)": "real/combined.gin"}
+# Loss files (gin/losses/) added to the student's recipe.
+DISTILLED = {"kl_logits": "losses/kl.gin", "feature_imitation (PKD)": "losses/pkd.gin",
+             "combined (KL + PKD)": "losses/kl_pkd.gin"}
 METRICS = ("AP", "AP50", "AP_small", "train_minutes")
 QUANTIZATIONS = ("float32", "int8")
 
 
-def seed_plan(options: BenchmarkOptions, seed: int) -> list[tuple[str, str, Path, list[str]]]:
-    """(model, recipe, model_dir, bindings) of each run of one seed; the teacher comes first."""
+def seed_plan(options: BenchmarkOptions, seed: int,
+              distilled: dict[str, str] = DISTILLED) -> list[Run]:
+    """The runs of one seed: the teacher first, the student alone, each distilled student."""
     runs = options.runs_dir / "real" / f"seed{seed}"
-    common = [f"train.seed = {seed}", *options.bindings]
-    teacher_dir = runs / "teacher"
-    plan = [(*TEACHER, teacher_dir, common), (*STUDENT, runs / "student", common)]
-    plan += [(name, gin_file, runs / Path(gin_file).stem,
-              [*common, f"DistillerConfig.teacher_dir = '{teacher_dir}'"])
-             for name, gin_file in DISTILLED.items()]
-    return plan
+    common = (f"train.seed = {seed}", *options.bindings)
+    teacher = Run(TEACHER[0], (TEACHER[1],), runs / "teacher", common)
+    return [teacher, Run(STUDENT[0], (STUDENT[1],), runs / "student", common),
+            *[Run(name, (STUDENT[1], loss_file), runs / Path(loss_file).stem, common,
+                  teacher=teacher) for name, loss_file in distilled.items()]]
 
 
 def summary(measured: dict[str, list[dict]]) -> dict:
     """Mean +- std of every metric per model; the best distilled recipe and its gain."""
-    per_model = {name: {metric: mean_std([run[metric] for run in runs]) for metric in METRICS}
-                 for name, runs in measured.items()}
-    ran = [name for name in DISTILLED if name in per_model]
-    best = max(ran, key=lambda name: per_model[name]["AP"]["mean"])
-    alone = per_model[STUDENT[0]]
+    models = per_model(measured, METRICS)
+    ran = [name for name in DISTILLED if name in models]
+    best = max(ran, key=lambda name: models[name]["AP"]["mean"])
+    alone = models[STUDENT[0]]
     results = {"seeds": len(measured[TEACHER[0]]), "recipes": dict([TEACHER, STUDENT]) | DISTILLED,
-               "models": per_model, "best_recipe": best,
-               "best_AP": per_model[best]["AP"]["mean"],
-               "best_AP50": per_model[best]["AP50"]["mean"],
-               "best_gain_AP_points": 100 * (per_model[best]["AP"]["mean"] - alone["AP"]["mean"]),
-               "best_train_minutes": per_model[best]["train_minutes"]["mean"]}
+               "models": models, "best_recipe": best,
+               "best_AP": models[best]["AP"]["mean"],
+               "best_AP50": models[best]["AP50"]["mean"],
+               "best_gain_AP_points": 100 * (models[best]["AP"]["mean"] - alone["AP"]["mean"]),
+               "best_train_minutes": models[best]["train_minutes"]["mean"]}
     return {**results, **targets.check("real", results)}
+
+
+def table(results: dict) -> str:
+    """The README's table of the benchmark."""
+    return markdown_table(results["models"], {"AP": "AP", "AP50": "AP50", "AP_small": "AP_small",
+                                              "train_minutes": "train min"},
+                          recipes=results["recipes"])
 
 
 def exported_latency(model_dir: Path, image: np.ndarray) -> dict[str, dict[str, float]]:
@@ -104,19 +111,17 @@ def plot(results: dict, path: Path) -> None:
 
 
 def run(options: BenchmarkOptions) -> dict:
-    measured: dict[str, list[dict]] = {}
     output = options.output_path("real")
-    for seed in range(options.seeds):
-        for name, gin_file, model_dir, bindings in seed_plan(options, seed):
-            metrics = train_and_evaluate([recipe(gin_file)], bindings, model_dir, split=None)
-            measured.setdefault(name, []).append({metric: metrics[metric] for metric in METRICS})
-        write_json(output, {"benchmark": "real", "partial": True, **summary(measured)})
+    ledger = Ledger(output, METRICS)
+    plan = [run for seed in range(options.seeds) for run in seed_plan(options, seed)]
+    measured = measure_all(plan, ledger)
     results = summary(measured)
-    run_dirs = {name: model_dir for name, _, model_dir, _ in seed_plan(options, 0)}
-    latency = exported_latency(run_dirs[results["best_recipe"]], _first_test_image())
+    best_run = next(run for run in seed_plan(options, 0) if run.model == results["best_recipe"])
+    latency = exported_latency(trained_dir(best_run, ledger), _first_test_image())
     latency_ms = min(form["ms"] for form in latency.values())
     results = {**results, "exported_student_latency": latency,
                "best_exported_latency_ms": latency_ms}
-    results = {**results, **targets.check("real", results)}
+    results = {**results, **targets.check("real", results), "runs": ledger.runs}
     plot(results, output.with_suffix(".png"))
+    output.with_suffix(".md").write_text(table(results))
     return results

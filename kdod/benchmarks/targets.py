@@ -71,6 +71,10 @@ TARGETS: dict[str, TargetGroup] = {
          Target("student_train_minutes_max", "best_train_minutes", "<=", 20.0),
          Target("exported_student_ms_max", "best_exported_latency_ms", "<=", 10.0)),
         verdict="meets_targets"),
+    # On the real split: how many of cwd, fgd, mgd, dist beat KL + PKD (mean AP over seeds).
+    "losses": TargetGroup(
+        (Target("new_losses_beating_kl_pkd_min", "new_losses_beating_kl_pkd", ">=", 2),),
+        verdict="meets_target", listed_under=None),
 }
 
 

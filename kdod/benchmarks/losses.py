@@ -1,0 +1,149 @@
+"""losses: every distillation loss alone, KL + PKD, and the best pair, over seeds, on the real
+car_plates split and on synthetic plates; AP gain over the student alone against the
+training-time overhead.
+
+    python -m kdod.benchmark losses [--seeds 3] [--teacher_steps 1000 --student_steps 600]
+
+Each loss is its gin/losses/ file added to the data set's student recipe: on real plates the
+gin/real/ teacher and student with their own schedules (the same runs as `kdod.benchmark real`,
+in the same folders), on synthetic plates teacher_small and student_small with the steps given.
+Once every loss has run on a data set, the two best losses of that data set (mean AP over the
+seeds) run together, each at its own weight. Runs are recorded as they finish
+(kdod/benchmarks/study.py): run the command again to go on. Writes benchmarks/losses.json, the
+tables to benchmarks/losses.md and the plot to benchmarks/losses.png.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+
+from kdod.benchmarks import targets
+from kdod.benchmarks.common import BenchmarkOptions
+from kdod.benchmarks.study import Ledger, Run, markdown_table, measure_all, parsed_losses, per_model
+
+LOSS_FILES = {"kl_logits": "losses/kl.gin", "PKD": "losses/pkd.gin", "cwd": "losses/cwd.gin",
+              "fgd": "losses/fgd.gin", "mgd": "losses/mgd.gin", "dist": "losses/dist.gin"}
+NEW_LOSSES = ("cwd", "fgd", "mgd", "dist")  # The issue's modern losses, against the baseline.
+BASELINE = ("KL + PKD", "losses/kl_pkd.gin")
+METRICS = ("AP", "AP50", "AP_small", "train_minutes")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSet:
+    """A data set of the study: its teacher and student recipes and the runs' folder."""
+
+    name: str
+    teacher: str
+    student: str
+    folder: str
+    set_steps: bool  # Whether --teacher_steps/--student_steps apply (else the recipes' own).
+
+    def bindings(self, options: BenchmarkOptions, seed: int, steps: int) -> tuple[str, ...]:
+        extra = (options.data_binding, f"train.steps = {steps}") if self.set_steps else ()
+        return (f"train.seed = {seed}", *extra, *options.bindings)
+
+
+DATA_SETS = (DataSet("real", "real/teacher.gin", "real/student.gin", "real", set_steps=False),
+             DataSet("synthetic", "teacher_small.gin", "student_small.gin", "losses_synthetic",
+                     set_steps=True))
+
+
+def seed_plan(data: DataSet, options: BenchmarkOptions, seed: int,
+              loss_files: Mapping[str, str]) -> list[Run]:
+    """Teacher, student alone, then a distilled student per loss file, for one seed."""
+    runs = options.runs_dir / data.folder / f"seed{seed}"
+    student = data.bindings(options, seed, options.student_steps)
+    teacher = Run("teacher", (data.teacher,), runs / "teacher",
+                  data.bindings(options, seed, options.teacher_steps))
+    return [teacher, Run("student alone", (data.student,), runs / "student", student),
+            *[Run(name, (data.student, loss_file), runs / Path(loss_file).stem, student,
+                  teacher=teacher) for name, loss_file in loss_files.items()]]
+
+
+def best_pair(models: Mapping[str, dict]) -> tuple[str, str]:
+    """The two single losses of highest mean AP."""
+    singles = sorted((name for name in LOSS_FILES if name in models),
+                     key=lambda name: models[name]["AP"]["mean"], reverse=True)
+    return singles[0], singles[1]
+
+
+def pair_run(plan: list[Run], first: str, second: str) -> Run:
+    """The distilled run of `plan`'s seed with both losses, each at its own weight."""
+    student = next(run for run in plan if run.model == "student alone")
+    files = (LOSS_FILES[first], LOSS_FILES[second])
+    weights = parsed_losses(files[0]) | parsed_losses(files[1])
+    return Run(f"{first} + {second}", (*student.gin_files, *files),
+               student.model_dir.with_name("_".join(Path(name).stem for name in files)),
+               (*student.bindings, f"DistillerConfig.losses = {weights!r}"),
+               teacher=plan[0])
+
+
+def summary(measured: Mapping[str, list[dict]]) -> dict:
+    """Per model: metrics, AP gain over the student alone (points), training-time overhead."""
+    models = per_model(measured, METRICS)
+    alone = models["student alone"]
+    for values in models.values():
+        values["gain_AP_points"] = 100 * (values["AP"]["mean"] - alone["AP"]["mean"])
+        values["time_overhead"] = (values["train_minutes"]["mean"]
+                                   / alone["train_minutes"]["mean"])
+    baseline = models.get(BASELINE[0], {}).get("AP", {}).get("mean")
+    versus = {name: 100 * (models[name]["AP"]["mean"] - baseline)
+              for name in NEW_LOSSES if name in models and baseline is not None}
+    return {"models": models, "new_vs_kl_pkd_AP_points": versus,
+            "new_losses_beating_kl_pkd": sum(points > 0 for points in versus.values())}
+
+
+def run_data_set(data: DataSet, options: BenchmarkOptions, ledger: Ledger) -> dict:
+    """Every loss and the baseline over the seeds, then the best pair over the seeds."""
+    loss_files = {**LOSS_FILES, BASELINE[0]: BASELINE[1]}
+    plans = [seed_plan(data, options, seed, loss_files) for seed in range(options.seeds)]
+    measured = measure_all([run for plan in plans for run in plan], ledger)
+    first, second = best_pair(per_model(measured, METRICS))
+    measured |= measure_all([pair_run(plan, first, second) for plan in plans], ledger)
+    return summary(measured)
+
+
+def plot(results: dict, path: Path) -> None:
+    """AP gain (points, mean +- std over seeds) against training time / the student's."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, all_axes = plt.subplots(1, len(DATA_SETS), figsize=(11, 4), squeeze=False)
+    for axes, data in zip(all_axes[0], DATA_SETS):
+        models = {name: values for name, values in results[data.name]["models"].items()
+                  if name not in ("teacher", "student alone")}
+        for name, values in models.items():
+            axes.errorbar(values["time_overhead"], values["gain_AP_points"],
+                          yerr=100 * values["AP"]["std"], fmt="o", capsize=3)
+            axes.annotate(name, (values["time_overhead"], values["gain_AP_points"]),
+                          textcoords="offset points", xytext=(4, 4), fontsize=8)
+        axes.axhline(0, color="grey", lw=0.8)
+        axes.set_title(f"{data.name} ({results['seeds']} seeds)")
+        axes.set_xlabel("training time / student alone's")
+        axes.set_ylabel("AP gain over the student alone (points)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def tables(results: dict) -> str:
+    """The README's tables, one per data set."""
+    columns = {"AP": "AP", "AP50": "AP50", "AP_small": "AP_small",
+               "gain_AP_points": "AP gain (points)", "time_overhead": "time / student's"}
+    return "\n".join(f"{data.name}:\n\n" + markdown_table(results[data.name]["models"], columns)
+                     for data in DATA_SETS)
+
+
+def run(options: BenchmarkOptions) -> dict:
+    output = options.output_path("losses")
+    ledger = Ledger(output, METRICS)
+    results = {"seeds": options.seeds, "loss_files": {**LOSS_FILES, BASELINE[0]: BASELINE[1]},
+               **{data.name: run_data_set(data, options, ledger) for data in DATA_SETS}}
+    results |= targets.check("losses", results["real"])
+    plot(results, output.with_suffix(".png"))
+    output.with_suffix(".md").write_text(tables(results))
+    return {**results, "runs": ledger.runs}

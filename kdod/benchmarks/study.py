@@ -1,0 +1,151 @@
+"""Distillation studies: trained-and-evaluated runs of gin recipes, recorded as they finish.
+
+A study (the `real` and `losses` benchmarks) trains teachers, students alone and distilled
+students for each seed with `experiment.train_and_evaluate`, and keeps each run's metrics in
+its results file under "runs", keyed by the run folder and fingerprinted by the run's whole gin
+config. A run recorded with the same config is not trained again, even when its folder is gone
+(a fresh clone, another machine), so a study of many CPU-hours goes on over several sittings:
+run the same command again. A distilled run whose teacher's folder is gone trains that teacher
+again first (same recipe and seed; its record is replaced by the new teacher's metrics).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+
+import gin
+
+from kdod import checkpoints, config
+from kdod.benchmarks.common import mean_std, parse_recipe, recipe
+from kdod.files import write_json
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One training run of a study: `gin_files` (names in gin/) plus `bindings`, in
+    `model_dir`; a distilled run names the `teacher` run it distills from."""
+
+    model: str
+    gin_files: tuple[str, ...]
+    model_dir: Path
+    bindings: tuple[str, ...] = ()
+    teacher: Run | None = None
+
+    def __post_init__(self):
+        if self.teacher is not None:
+            object.__setattr__(self, "bindings", (
+                *self.bindings, f"DistillerConfig.teacher_dir = '{self.teacher.model_dir}'"))
+
+    def parse(self) -> None:
+        """Replaces the gin config by this run's."""
+        gin.clear_config()
+        config.parse_gin([recipe(name) for name in self.gin_files], list(self.bindings))
+
+    def fingerprint(self) -> str:
+        """sha256 of the run's whole gin config (every binding of every included file)."""
+        self.parse()
+        return hashlib.sha256(gin.config_str().encode()).hexdigest()
+
+
+def parsed_losses(gin_file: str) -> dict[str, float]:
+    """`DistillerConfig.losses` as the loss file `gin_file` (in gin/) binds it."""
+    parse_recipe(recipe(gin_file))
+    return dict(gin.query_parameter("DistillerConfig.losses"))
+
+
+class Ledger:
+    """The recorded runs of a results file: {model_dir: {"fingerprint", "model", "metrics"}}."""
+
+    def __init__(self, results_path: Path, keep: Sequence[str]):
+        self.results_path, self.keep = results_path, tuple(keep)
+        previous = (json.loads(results_path.read_text()) if results_path.is_file() else {})
+        self.runs: dict[str, dict] = previous.get("runs", {})
+
+    def recorded(self, run: Run, fingerprint: str) -> dict | None:
+        entry = self.runs.get(str(run.model_dir))
+        return entry["metrics"] if entry and entry["fingerprint"] == fingerprint else None
+
+    def record(self, run: Run, fingerprint: str, metrics: Mapping[str, float]) -> dict:
+        kept = {name: metrics[name] for name in self.keep}
+        self.runs[str(run.model_dir)] = {"model": run.model, "fingerprint": fingerprint,
+                                         "metrics": kept}
+        return kept
+
+    def write(self, results: Mapping) -> None:
+        """Writes `results` with the recorded runs (so far: marked partial)."""
+        write_json(self.results_path, {**results, "runs": self.runs})
+
+
+def measure(run: Run, ledger: Ledger) -> dict:
+    """The run's recorded metrics, or trains (resumes) and evaluates it and records them."""
+    fingerprint = run.fingerprint()
+    recorded = ledger.recorded(run, fingerprint)
+    if recorded is not None:
+        return recorded
+    if run.teacher is not None:
+        trained_dir(run.teacher, ledger)
+    return _train_and_record(run, ledger, fingerprint)
+
+
+def trained_dir(run: Run, ledger: Ledger) -> Path:
+    """The run's folder, trained to its end: trained (again, metrics recorded anew) first when
+    it is not recorded or its folder is gone."""
+    weights = run.model_dir / checkpoints.DETECTOR_WEIGHTS
+    if not weights.is_file() or ledger.recorded(run, run.fingerprint()) is None:
+        if run.teacher is not None:
+            trained_dir(run.teacher, ledger)
+        _train_and_record(run, ledger)
+    return run.model_dir
+
+
+def _train_and_record(run: Run, ledger: Ledger, fingerprint: str | None = None) -> dict:
+    from kdod.experiment import train_and_evaluate
+
+    fingerprint = fingerprint or run.fingerprint()
+    metrics = train_and_evaluate([recipe(name) for name in run.gin_files], run.bindings,
+                                 run.model_dir, split=None)
+    kept = ledger.record(run, fingerprint, metrics)
+    ledger.write({"partial": True})
+    return kept
+
+
+def measure_all(runs: Iterable[Run], ledger: Ledger,
+                on_each=None) -> dict[str, list[dict]]:
+    """{model: [metrics of each of its runs, in order]}; `on_each(measured)` after every run."""
+    measured: dict[str, list[dict]] = {}
+    for run in runs:
+        measured.setdefault(run.model, []).append(measure(run, ledger))
+        if on_each:
+            on_each(measured)
+    return measured
+
+
+def per_model(measured: Mapping[str, list[dict]], metrics: Sequence[str]) -> dict:
+    """Mean +- std over seeds of each metric of each model."""
+    return {name: {metric: mean_std([run[metric] for run in runs]) for metric in metrics}
+            for name, runs in measured.items()}
+
+
+def markdown_table(rows: Mapping[str, Mapping], columns: Mapping[str, str],
+                   recipes: Mapping[str, str] | None = None) -> str:
+    """A README table: a row per model, `columns` {metric: header}; a metric's cell is its
+    mean +- std (over seeds) or its value; with `recipes`, a recipe column."""
+    header = ["model", *(["recipe"] if recipes else []), *columns.values()]
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    for name, values in rows.items():
+        cells = [_cell(values.get(metric)) for metric in columns]
+        recipe_cell = [f"`{recipes[name]}`" if name in recipes else ""] if recipes else []
+        lines.append("| " + " | ".join([name, *recipe_cell, *cells]) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, Mapping):
+        return f"{value['mean']:.3f} +- {value['std']:.3f}"
+    return f"{value:.2f}"

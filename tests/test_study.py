@@ -1,0 +1,93 @@
+"""Studies of trained recipes (kdod/benchmarks/study.py) and the losses benchmark's bookkeeping."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from kdod.benchmarks import losses, real, targets
+from kdod.benchmarks.common import BenchmarkOptions
+from kdod.benchmarks.study import Ledger, Run, markdown_table, measure_all
+
+KEEP = ("AP", "train_minutes")
+
+
+def _tiny_runs(tmp_path, data_dir: str, steps: int = 4) -> tuple[Run, Run]:
+    common = (f"input_pipeline.data_dir = '{data_dir}'", f"train.steps = {steps}",
+              "train.checkpoint_every = 4", "train.summary_images = 0")
+    teacher = Run("teacher", ("tiny.gin",), tmp_path / "runs" / "teacher", common)
+    student = Run("kl", ("tiny.gin", "losses/kl.gin"), tmp_path / "runs" / "kl", common,
+                  teacher=teacher)
+    return teacher, student
+
+
+def test_recorded_runs_are_not_trained_again_and_a_gone_teacher_is(tiny_data_dir, tmp_path):
+    results = tmp_path / "study.json"
+    teacher, student = _tiny_runs(tmp_path, tiny_data_dir)
+    first = measure_all([teacher, student], Ledger(results, KEEP))
+    assert set(first) == {"teacher", "kl"}
+    recorded = json.loads(results.read_text())["runs"]
+    assert recorded[str(student.model_dir)]["metrics"] == first["kl"][0]
+    assert f"DistillerConfig.teacher_dir = '{teacher.model_dir}'" in student.bindings
+
+    shutil.rmtree(tmp_path / "runs")  # A fresh clone: the records stay, the folders are gone.
+    again = measure_all([teacher, student], Ledger(results, KEEP))
+    assert again == first and not (tmp_path / "runs").exists()
+
+    _, longer = _tiny_runs(tmp_path, tiny_data_dir, steps=8)  # Another config: trained again,
+    measure_all([longer], Ledger(results, KEEP))  # and its teacher first, its folder being gone.
+    assert (teacher.model_dir / "detector.weights.h5").is_file()
+    assert (longer.model_dir / "checkpoints" / "ckpt-8.weights.h5").is_file()
+    assert len(json.loads(results.read_text())["runs"]) == 2  # The same two folders.
+
+
+def test_markdown_table_gives_mean_and_std_or_the_value():
+    rows = {"a": {"AP": {"mean": 0.5, "std": 0.0125}, "gain": 1.234}, "b": {"AP": {"mean": 0.25,
+                                                                                   "std": 0.0}}}
+    assert markdown_table(rows, {"AP": "AP", "gain": "gain"}, recipes={"a": "x.gin"}) == (
+        "| model | recipe | AP | gain |\n| --- | --- | --- | --- |\n"
+        "| a | `x.gin` | 0.500 +- 0.013 | 1.23 |\n| b |  | 0.250 +- 0.000 |  |\n")
+
+
+def _runs(ap: float, minutes: float) -> list[dict]:
+    return [{"AP": ap - 0.01, "AP50": 0.8, "AP_small": 0.1, "train_minutes": minutes},
+            {"AP": ap + 0.01, "AP50": 0.8, "AP_small": 0.1, "train_minutes": minutes}]
+
+
+def test_losses_summary_gains_overheads_and_the_new_losses_against_kl_pkd():
+    measured = {"teacher": _runs(0.5, 40), "student alone": _runs(0.30, 10),
+                "KL + PKD": _runs(0.35, 15), "cwd": _runs(0.36, 12), "fgd": _runs(0.34, 14),
+                "mgd": _runs(0.37, 13), "kl_logits": _runs(0.33, 11)}
+    summary = losses.summary(measured)
+    cwd = summary["models"]["cwd"]
+    assert cwd["gain_AP_points"] == pytest.approx(6.0)  # 100 * (0.36 - 0.30)
+    assert cwd["time_overhead"] == pytest.approx(1.2)  # 12 / 10 minutes
+    assert summary["new_vs_kl_pkd_AP_points"] == pytest.approx({"cwd": 1.0, "fgd": -1.0,
+                                                                "mgd": 2.0})
+    assert summary["new_losses_beating_kl_pkd"] == 2
+    assert targets.check("losses", summary)["meets_target"] is True
+    assert losses.best_pair(summary["models"]) == ("mgd", "cwd")
+
+
+def test_the_best_pair_runs_both_loss_files_with_their_own_weights(tmp_path):
+    options = BenchmarkOptions(output=tmp_path / "losses.json")
+    plan = losses.seed_plan(losses.DATA_SETS[0], options, 0, losses.LOSS_FILES)
+    pair = losses.pair_run(plan, "PKD", "kl_logits")
+    assert pair.gin_files == ("real/student.gin", "losses/pkd.gin", "losses/kl.gin")
+    assert pair.model_dir == tmp_path / "runs" / "real" / "seed0" / "pkd_kl"
+    assert "DistillerConfig.losses = {'feature_imitation': 2.0, 'kl_logits': 1.0}" in (
+        pair.bindings)
+    assert pair.bindings[-1] == f"DistillerConfig.teacher_dir = '{plan[0].model_dir}'"
+    pair.parse()  # The bindings parse: the later losses binding wins over the files'.
+
+
+def test_the_losses_and_real_benchmarks_share_their_real_runs(tmp_path):
+    options = BenchmarkOptions(output=tmp_path / "x.json")
+    ours = {run.model_dir: run for run in losses.seed_plan(
+        losses.DATA_SETS[0], options, 1, losses.LOSS_FILES)}
+    for run in real.seed_plan(options, 1):
+        if run.model_dir in ours:
+            assert ours[run.model_dir].fingerprint() == run.fingerprint(), run.model
+    assert sum(run.model_dir in ours for run in real.seed_plan(options, 1)) == 4
