@@ -124,3 +124,40 @@ def test_gaussian_blur_keeps_a_flat_image_and_spreads_an_edge():
     step = tf.concat([tf.zeros([9, 5, 3]), tf.fill([9, 4, 3], 255.0)], axis=1)
     row = augment.gaussian_blur(step, tf.constant(1.0)).numpy()[4, :, 0]
     assert 0 < row[4] < row[5] < 255 and np.all(np.diff(row) >= -1e-3)
+
+
+def test_a_quarter_turn_moves_pixels_and_boxes_alike():
+    image = np.zeros([8, 8, 3], np.float32)
+    image[1:3, 4:7] = 255.0  # Rows 1-2, columns 4-6: box (1, 4, 3, 7) / 8.
+    box = tf.constant([[1 / 8, 4 / 8, 3 / 8, 7 / 8]])
+    # 90 degrees about the centre (4, 4): (x, y) -> (8 - y, x), so the columns 4..7 become the
+    # rows 4..7 and the rows 1..3 the columns 5..7.
+    matrix = tf.constant([[0.0, -1.0, 8.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    warped, boxes = augment.warp(tf.constant(image), box, matrix)
+    np.testing.assert_allclose(boxes.numpy(), [[4 / 8, 5 / 8, 7 / 8, 7 / 8]], atol=1e-6)
+    np.testing.assert_allclose(_bright_extent(warped.numpy()), boxes[0], atol=1 / 8)
+
+
+def test_the_identity_tilt_changes_nothing():
+    image = tf.random.uniform([16, 16, 3], 0, 255)
+    boxes = tf.constant([[0.1, 0.2, 0.5, 0.9]])
+    warped, same = augment.warp(image, boxes, augment.random_tilt(tf.constant([1, 2]), 16, 0, 0))
+    np.testing.assert_allclose(warped, image, atol=1e-3)
+    np.testing.assert_allclose(same, boxes, atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_tilted_boxes_hold_their_pixels(seed):
+    config = augment.Augmentation(min_scale=1.0, max_scale=1.0, flip_prob=0.0, warp_prob=1.0,
+                                  max_rotation=10.0, max_perspective=0.2, min_visible=0.99,
+                                  **NO_COLOUR)
+    out = augment.augment(_known_image(), tf.constant([seed, 5]), 96, config)
+    box, extent = out["boxes"].numpy()[0], _bright_extent(out["image"].numpy())
+    # The box is the one around the warped rectangle's corners: it holds every bright pixel,
+    # and at these angles is at most a few pixels larger.
+    assert np.all(box[:2] <= extent[:2] + 1 / 96) and np.all(box[2:] >= extent[2:] - 1 / 96)
+    np.testing.assert_allclose(box, extent, atol=4 / 96)
+    plain = augment.augment(_known_image(), tf.constant([seed, 5]), 96,
+                            augment.Augmentation(min_scale=1.0, max_scale=1.0, flip_prob=0.0,
+                                                 **NO_COLOUR))
+    assert np.abs(out["image"].numpy() - plain["image"].numpy()).mean() > 1.0

@@ -46,6 +46,13 @@ class Augmentation:
     max_blur_sigma: float = 1.5
     jpeg_prob: float = 0.0
     min_jpeg_quality: int = 30
+    # Small camera tilts (off by default): with warp_prob, a rotation of up to max_rotation
+    # degrees and a perspective tilt of up to max_perspective (the projective coefficient times
+    # the output size: 0.1 makes one side about 10% shorter than the other), about the centre.
+    # Boxes become the axis-aligned boxes around their warped corners.
+    warp_prob: float = 0.0
+    max_rotation: float = 5.0
+    max_perspective: float = 0.1
 
     def __post_init__(self):
         check_number("Augmentation.min_scale", self.min_scale, above=0)
@@ -55,7 +62,8 @@ class Augmentation:
                               f"{self.min_scale}, {self.max_scale}.")
         # Upper bounds: probabilities, factors 1 +- x that stay >= 0, TensorFlow's hue limit.
         for name, most in (("flip_prob", 1), ("min_visible", 1), ("blur_prob", 1),
-                           ("jpeg_prob", 1), ("contrast", 1), ("saturation", 1),
+                           ("jpeg_prob", 1), ("warp_prob", 1), ("max_rotation", 45),
+                           ("max_perspective", 0.5), ("contrast", 1), ("saturation", 1),
                            ("hue", 0.5), ("brightness", None), ("min_size", None)):
             check_number(f"Augmentation.{name}", getattr(self, name), at_least=0, at_most=most)
         check_number("Augmentation.max_blur_sigma", self.max_blur_sigma, above=0)
@@ -134,16 +142,59 @@ def degrade(image: tf.Tensor, seed: tf.Tensor, config: Augmentation) -> tf.Tenso
     return image
 
 
+def random_tilt(seed: tf.Tensor, size: int, max_rotation: float,
+                max_perspective: float) -> tf.Tensor:
+    """A random 3x3 projective map of output pixels (x, y, 1) -> (x', y', w): a rotation of up
+    to +-max_rotation degrees and a perspective tilt about the centre of a size x size image."""
+    angle_seed, tilt_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    angle = tf.random.stateless_uniform([], angle_seed, -max_rotation, max_rotation) * (
+        3.141592653589793 / 180)
+    tilt = tf.random.stateless_uniform([2], tilt_seed, -max_perspective, max_perspective) / size
+    cos, sin, centre = tf.cos(angle), tf.sin(angle), size / 2
+    rotation = tf.stack([[cos, -sin, 0.0], [sin, cos, 0.0], [0.0, 0.0, 1.0]])
+    perspective = tf.stack([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [tilt[0], tilt[1], 1.0]])
+    to_centre = tf.constant([[1.0, 0.0, -centre], [0.0, 1.0, -centre], [0.0, 0.0, 1.0]])
+    back = tf.constant([[1.0, 0.0, centre], [0.0, 1.0, centre], [0.0, 0.0, 1.0]])
+    return back @ perspective @ rotation @ to_centre
+
+
+def warp(image: tf.Tensor, boxes: tf.Tensor, matrix: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """`image` [S, S, 3] warped by the projective `matrix` (pixels (x, y, 1) -> (x', y', w)),
+    the area around it black; each box becomes the box around its four warped corners."""
+    size = tf.shape(image)[0]
+    inverse = tf.linalg.inv(matrix)  # The op samples the source at inverse(output pixel).
+    inverse /= inverse[2, 2]
+    warped = tf.raw_ops.ImageProjectiveTransformV3(
+        images=image[None], transforms=tf.reshape(inverse, [9])[None, :8],
+        output_shape=tf.stack([size, size]), fill_value=0.0, interpolation="BILINEAR",
+        fill_mode="CONSTANT")[0]
+    scale = tf.cast(size, tf.float32)
+    ymin, xmin, ymax, xmax = tf.unstack(boxes * scale, axis=1)
+    xs, ys = tf.stack([xmin, xmax, xmax, xmin], 1), tf.stack([ymin, ymin, ymax, ymax], 1)
+    corners = tf.einsum("ij,njk->nik", matrix, tf.stack([xs, ys, tf.ones_like(xs)], axis=1))
+    x, y = corners[:, 0] / corners[:, 2], corners[:, 1] / corners[:, 2]
+    around = tf.stack([tf.reduce_min(y, 1), tf.reduce_min(x, 1), tf.reduce_max(y, 1),
+                       tf.reduce_max(x, 1)], axis=1)
+    return warped, around / scale
+
+
 def augment(example: dict, seed: tf.Tensor, size: int, config: Augmentation) -> dict:
-    """Random zoom/crop/pad, flip, colour jitter and camera degradations; boxes follow the
-    pixels."""
+    """Random zoom/crop/pad, tilt, flip, colour jitter and camera degradations; boxes follow
+    the pixels."""
     window_seed, flip_seed, colour_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, 3))
-    degrade_seed = tf.random.experimental.stateless_fold_in(seed, 3)  # Leaves the others as were.
+    # Folded in, not split: the seeds of the other stages stay what they were before these.
+    degrade_seed = tf.random.experimental.stateless_fold_in(seed, 3)
+    warp_seed = tf.random.experimental.stateless_fold_in(seed, 4)
     image_hw = tf.shape(example["image"])[:2]
     window = random_window(image_hw, window_seed, config.min_scale, config.max_scale)
     image = geometry.crop_resize(example["image"], window, size)
     boxes = geometry.to_window_boxes(example["boxes"], image_hw, window)
+    if config.warp_prob:
+        tilt_seed, apply_seed = tf.unstack(tf.random.experimental.stateless_split(warp_seed, 2))
+        matrix = random_tilt(tilt_seed, size, config.max_rotation, config.max_perspective)
+        image, boxes = tf.cond(tf.random.stateless_uniform([], apply_seed) < config.warp_prob,
+                               lambda: warp(image, boxes, matrix), lambda: (image, boxes))
     boxes, labels = keep_visible(boxes, example["labels"], size, config.min_visible,
                                  config.min_size)
     if config.flip_prob:
