@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from conftest import TINY_GIN as TINY
+from conftest import tiny_detector
+from conftest import two_image_batch as _batch
 
 import kdod
 from kdod import config, train_lib, train_step
 from kdod.detection import box_coder, heads, matcher
 from kdod.detection import losses as detection_losses
-from kdod.detection.anchors import AnchorConfig
-from kdod.detection.detector import Detector, DetectorConfig
+from kdod.detection.detector import DetectorConfig
 from kdod.distill.distiller import Distiller, IncompatibleTeacherError
 from kdod.distill.losses import ld
 
-ANCHORS = AnchorConfig(min_level=3, max_level=5, scales_per_octave=1)
 # GT box (0, 0, 0.4, 0.4) and four anchors (ymin, xmin, ymax, xmax), worked out in
 # test_diou_and_the_valuable_localization_region_by_hand.
 GT = tf.constant([[[0.0, 0.0, 0.4, 0.4], [0.0, 0.0, 0.0, 0.0]]])  # The second row pads.
@@ -29,19 +29,8 @@ FOUR_ANCHORS = tf.constant([[0.0, 0.0, 0.4, 0.4],     # the box itself: DIoU 1
                             [0.8, 0.8, 1.0, 1.0]])    # far away
 
 
-def _detector(bins, name="detector", width=4, anchors=ANCHORS):
-    config.parse_gin([], [f"tiny_cnn.width = {width}"])  # Loads the backbones, then binds.
-    model = Detector(DetectorConfig(backbone="tiny_cnn", neck="fpn_lite", image_size=64,
-                                    anchor_config=anchors, head_convs=1, box_bins=bins),
-                     name=name)
-    gin.clear_config()
-    return model
-
-
-def _batch():
-    return {"image": tf.random.uniform([2, 64, 64, 3], 0, 255, seed=1),
-            "boxes": tf.constant([[[0.2, 0.2, 0.4, 0.7]], [[0.5, 0.1, 0.6, 0.5]]]),
-            "labels": tf.constant([[0], [0]])}
+def _detector(bins, name="detector"):
+    return tiny_detector(4, name, box_bins=bins)
 
 
 # --- the distribution head: sides, codes, DFL ------------------------------------------------
