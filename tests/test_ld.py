@@ -225,22 +225,21 @@ def test_ld_is_registered_and_configured_through_gin(clean_gin):
 
 # --- through train_lib.train -------------------------------------------------------------------
 
-def test_ld_distillation_run_from_gin_with_a_teacher_with_bins(tiny_data_dir, tmp_path,
-                                                              clean_gin):
+def test_ld_distillation_run_from_the_shipped_gin_files(tiny_data_dir, tmp_path, clean_gin):
+    """gin/distribution_head.gin trains the teacher; gin/losses/ld.gin distills the student."""
     teacher_dir, student_dir = tmp_path / "teacher", tmp_path / "student"
     common = [f"input_pipeline.data_dir = '{tiny_data_dir}'", "train.steps = 10",
-              "train.summary_images = 0", "DetectorConfig.box_bins = 8"]
-    config.parse_gin([TINY], common)
+              "train.summary_images = 0"]
+    config.parse_gin([TINY, "distribution_head.gin"], common)
     train_lib.train(str(teacher_dir))
 
     gin.clear_config()
-    config.parse_gin([TINY], [
-        *common, "tiny_cnn.width = 4", "detection_loss.dfl_weight = 0.25",
-        "train.distillation = @DistillerConfig()", f"DistillerConfig.teacher_dir = '{teacher_dir}'",
-        "DistillerConfig.losses = {'ld': 0.25}", "ld.temperature = 5.0"])
+    config.parse_gin([TINY, "losses/ld.gin"], [
+        *common, "tiny_cnn.width = 4", f"DistillerConfig.teacher_dir = '{teacher_dir}'",
+        "ld.temperature = 5.0"])
     model = train_lib.train(str(student_dir))
     assert isinstance(model, Distiller)
-    assert model.teacher.config.box_bins == 8 and model.student.config.box_bins == 8
+    assert model.teacher.config.box_bins == 16 and model.student.config.box_bins == 16
     assert model.loss_fns[0].temperature == 5.0
     history = model.history.history
     assert np.all(np.isfinite(history["ld"])) and np.all(np.isfinite(history["dfl_loss"]))
