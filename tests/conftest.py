@@ -46,3 +46,28 @@ def damage_middle(path: Path) -> None:
     data = bytearray(path.read_bytes())
     data[len(data) // 2:len(data) // 2 + 64] = bytes(64)
     path.write_bytes(bytes(data))
+
+
+def tiny_detector(width: int, name: str, anchors=None, box_bins: int = 0):
+    """A 64-px tiny-CNN detector (one head conv, tiny_cnn.width `width`, levels 3-5 with one
+    scale unless `anchors` says otherwise), under the gin config of the moment, then cleared."""
+    from kdod import config
+    from kdod.detection.anchors import AnchorConfig
+    from kdod.detection.detector import Detector, DetectorConfig
+
+    config.parse_gin([], [f"tiny_cnn.width = {width}"])  # Loads the backbones, then binds.
+    anchors = anchors or AnchorConfig(min_level=3, max_level=5, scales_per_octave=1)
+    model = Detector(DetectorConfig(backbone="tiny_cnn", neck="fpn_lite", image_size=64,
+                                    anchor_config=anchors, head_convs=1, box_bins=box_bins),
+                     name=name)
+    gin.clear_config()
+    return model
+
+
+def two_image_batch() -> dict:
+    """Two random 64-px images with one plate each, for training steps of `tiny_detector`s."""
+    import tensorflow as tf
+
+    return {"image": tf.random.uniform([2, 64, 64, 3], 0, 255, seed=1),
+            "boxes": tf.constant([[[0.2, 0.2, 0.4, 0.7]], [[0.5, 0.1, 0.6, 0.5]]]),
+            "labels": tf.constant([[0], [0]])}

@@ -4,30 +4,14 @@ import gin
 import h5py
 import numpy as np
 import pytest
-import tensorflow as tf
 from conftest import TINY_GIN as TINY
+from conftest import tiny_detector as _detector
+from conftest import two_image_batch as _batch
 
 from kdod import checkpoints, config, train_lib, train_step
 from kdod.detection.anchors import AnchorConfig
-from kdod.detection.detector import Detector, DetectorConfig
 from kdod.distill.distiller import Distiller, IncompatibleTeacherError
 from kdod.distill.teacher import TeacherNotFoundError, load_teacher
-
-ANCHORS = AnchorConfig(min_level=3, max_level=5, scales_per_octave=1)
-
-
-def _detector(width, name, anchors=ANCHORS):
-    gin.bind_parameter("tiny_cnn.width", width)
-    model = Detector(DetectorConfig(backbone="tiny_cnn", neck="fpn_lite", image_size=64,
-                                    anchor_config=anchors, head_convs=1), name=name)
-    gin.clear_config()
-    return model
-
-
-def _batch():
-    return {"image": tf.random.uniform([2, 64, 64, 3], 0, 255, seed=1),
-            "boxes": tf.constant([[[0.2, 0.2, 0.4, 0.7]], [[0.5, 0.1, 0.6, 0.5]]]),
-            "labels": tf.constant([[0], [0]])}
 
 
 @pytest.fixture

@@ -12,8 +12,10 @@ from conftest import OVERFIT_TINY
 from conftest import TINY_GIN as TINY
 
 from kdod import config, eval_lib, export_lib, exported, train_lib
-from kdod.data import augment, tfod
+from kdod.data import augment, geometry, tfod
 from kdod.data.pipeline import load_examples
+from kdod.detection import postprocess
+from kdod.detection.detector import Detector, DetectorConfig
 
 # Overfits the first 8 training images in about 20 s, so the exports have plates to find.
 OVERFIT = [*OVERFIT_TINY, "train.steps = 200", "train.checkpoint_every = 200",
@@ -122,6 +124,34 @@ def test_tflite_float32_matches_keras(trained, tiny_export, runtime):
         np.testing.assert_allclose(outputs[key], expected[key].numpy(), atol=1e-3)
     detections, keras = tflite.detect_image(image), _keras_detections(trained, image)
     np.testing.assert_allclose(detections["boxes"], keras["boxes"], atol=1e-4)
+
+
+def test_a_detector_with_box_bins_exports_to_tflite_and_saved_model(tmp_path, clean_gin):
+    """The side distributions stay inside the network: the exports give the same box codes."""
+    config.parse_gin([TINY], ["DetectorConfig.box_bins = 8", "DetectorConfig.image_size = 64"])
+    detector = Detector(DetectorConfig())
+    image = tf.cast(tf.random.stateless_uniform([80, 50, 3], [0, 3], 0, 255), tf.uint8).numpy()
+    square, window = geometry.letterbox_image(tf.constant(image), 64)
+    square = tf.round(square)[None]
+    network = detector(square)
+    assert "box_distribution" in network
+    keras_detections = detector.detect(square)
+    path = export_lib.export(detector, tmp_path, "tflite", "float32")
+    for runtime in exported.RUNTIMES:
+        tflite = exported.TfliteDetector(path, runtime)
+        outputs = tflite.network(square.numpy().astype(np.uint8))
+        assert set(outputs) == {"cls_logits", "box_regression"}
+        for key in outputs:
+            np.testing.assert_allclose(outputs[key], network[key].numpy(), atol=1e-4)
+        raw_boxes = postprocess.postprocess(outputs["cls_logits"], outputs["box_regression"],
+                                            tflite.anchors)["raw_boxes"]
+        np.testing.assert_allclose(raw_boxes, keras_detections["raw_boxes"], atol=1e-4)
+        assert tflite.detect_image(image)["boxes"].shape[1:] == (4,)
+    export_lib.export(detector, tmp_path, "saved_model")
+    served = exported.SavedModelDetector(tmp_path).signature(input_tensor=tf.constant(image[None]))
+    expected_boxes = geometry.to_image_boxes(keras_detections["raw_boxes"], image.shape[:2],
+                                             window, clip=False)
+    np.testing.assert_allclose(served["raw_detection_boxes"], expected_boxes, atol=1e-4)
 
 
 def test_int8_loads_on_both_interpreters_and_finds_the_plate(trained, tiny_export):

@@ -4,6 +4,11 @@
     -> {"cls_logits": [B, A, C], "box_regression": [B, A, 4],
         "features": {level: P}, "backbone_features": {stride: C}}
 
+With ``DetectorConfig.box_bins = n > 0`` the box head predicts, per anchor and side, logits
+over n + 1 side distances (Li et al., "Generalized Focal Loss", NeurIPS 2020), added to the
+dict as ``"box_distribution": [B, A, 4, n + 1]``; ``box_regression`` is then the codes of the
+expected distances, computed in the network, so everything that decodes boxes is unchanged.
+
 Teacher and student are both Detectors; distillation losses pick what they need
 from that dict. Images go in as [B, S, S, 3] RGB in [0, 255] (uint8 or float).
 """
@@ -36,19 +41,30 @@ def build_network(config: DetectorConfig) -> keras.Model:
     num_anchors = anchor_config.num_anchors_per_location
     class_head = heads.class_head(config.head_convs, filters, num_anchors, num_classes,
                                   config.separable_head)
-    box_head = heads.box_head(config.head_convs, filters, num_anchors, config.separable_head)
+    box_head = heads.box_head(config.head_convs, filters, num_anchors, config.separable_head,
+                              config.box_bins)
     levels = sorted(pyramid)
     cls_logits = keras.layers.Concatenate(axis=1, name="cls_logits")(
         [keras.layers.Reshape((-1, num_classes))(class_head(pyramid[lv])) for lv in levels])
-    box_regression = keras.layers.Concatenate(axis=1, name="box_regression")(
-        [keras.layers.Reshape((-1, 4))(box_head(pyramid[lv])) for lv in levels])
-    outputs = {"cls_logits": cls_logits, "box_regression": box_regression,
-               "features": pyramid, "backbone_features": backbone_features}
+    box_outputs = _box_outputs(box_head, [pyramid[lv] for lv in levels], config.box_bins)
+    outputs = {"cls_logits": cls_logits, "box_regression": box_outputs.pop("box_regression"),
+               "features": pyramid, "backbone_features": backbone_features, **box_outputs}
     network = keras.Model(images, outputs, name=f"{config.backbone}_{config.neck}")
     for layer in _all_layers(network):
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.momentum = config.batch_norm_momentum
     return network
+
+
+def _box_outputs(box_head: heads.SharedHead, features: list, bins: int) -> dict:
+    """box_regression [B, A, 4], plus box_distribution [B, A, 4, bins + 1] when bins > 0."""
+    if not bins:
+        return {"box_regression": keras.layers.Concatenate(axis=1, name="box_regression")(
+            [keras.layers.Reshape((-1, 4))(box_head(feature)) for feature in features])}
+    distribution = keras.layers.Concatenate(axis=1, name="box_distribution")(
+        [keras.layers.Reshape((-1, 4, bins + 1))(box_head(feature)) for feature in features])
+    return {"box_regression": heads.SideDistributionToCodes(name="box_regression")(distribution),
+            "box_distribution": distribution}
 
 
 def _all_layers(model: keras.Model):
@@ -75,6 +91,9 @@ class DetectorConfig:
         batch_norm_momentum: momentum of every BatchNormalization layer. keras.applications
             uses 0.999, whose moving statistics lag far behind a network trained for a few
             thousand steps from scratch (inference then sees the wrong statistics).
+        box_bins: 0, the box head regresses the 4 box codes directly; n > 0, it predicts a
+            distribution over n + 1 distances per box side (GFL; GFL and LD use n = 16), which
+            the `ld` distillation loss and the detection loss's `dfl_weight` need.
     """
 
     backbone: str = "tiny_cnn"
@@ -86,6 +105,7 @@ class DetectorConfig:
     head_convs: int = 4
     separable_head: bool = False
     batch_norm_momentum: float = 0.99
+    box_bins: int = 0
 
     def __post_init__(self):
         check_integer("DetectorConfig.image_size", self.image_size)
@@ -93,6 +113,7 @@ class DetectorConfig:
         check_integer("DetectorConfig.head_convs", self.head_convs, minimum=0)
         check_number("DetectorConfig.batch_norm_momentum", self.batch_norm_momentum,
                      at_least=0, below=1)
+        check_integer("DetectorConfig.box_bins", self.box_bins, minimum=0)
 
 
 class Detector(keras.Model):

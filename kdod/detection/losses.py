@@ -1,8 +1,12 @@
-"""Detection losses: sigmoid focal loss, Huber and GIoU box losses, and their sum.
+"""Detection losses: sigmoid focal loss, Huber and GIoU box losses, the distribution focal
+loss, and their sum.
 
 ``detection_loss`` is the task loss of teacher and student: focal loss over all anchors that
 are not ignored plus a box loss over positive anchors, both divided by the number of positive
-anchors in the batch, as RetinaNet.
+anchors in the batch, as RetinaNet. A detector with a distribution box head
+(``DetectorConfig.box_bins``) may add GFL's distribution focal loss:
+
+    detection_loss.dfl_weight = 0.25   # GFL's and LD's weight
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Mapping, Sequence
 import gin
 import tensorflow as tf
 
+from kdod.config import ConfigError, check_number
 from kdod.detection import box_coder
 
 BOX_LOSSES = ("huber", "giou")
@@ -59,19 +64,40 @@ def giou_loss(pred_boxes: tf.Tensor, target_boxes: tf.Tensor) -> tf.Tensor:
     return 1.0 - giou
 
 
+def distribution_focal_loss(logits: tf.Tensor, distances: tf.Tensor) -> tf.Tensor:
+    """GFL's DFL (Li et al., NeurIPS 2020, Eq. 6) of side logits [..., n + 1] -> [...].
+
+    The target distance y lies between two bin distances d_i <= y <= d_(i+1); the loss is the
+    cross-entropy against the two-hot target that puts (d_(i+1) - y) / (d_(i+1) - d_i) on bin i
+    and the rest on bin i + 1 (so its expectation is y). Targets are clipped into the bins.
+    """
+    bins = logits.shape[-1] - 1
+    position = tf.clip_by_value(tf.cast(distances, tf.float32) / box_coder.MAX_SIDE_DISTANCE
+                                * bins, 0.0, bins - 1e-3)  # In bins; bin i + 1 always exists.
+    left = tf.floor(position)
+    right_share = position - left
+    left = tf.cast(left, tf.int32)
+    target = (tf.one_hot(left, bins + 1) * (1 - right_share)[..., None]
+              + tf.one_hot(left + 1, bins + 1) * right_share[..., None])
+    return -tf.reduce_sum(target * tf.nn.log_softmax(tf.cast(logits, tf.float32)), axis=-1)
+
+
 @gin.configurable
 def detection_loss(outputs: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Tensor],
                    anchors: tf.Tensor, box_loss: str = "huber", box_weight: float = 1.0,
                    focal_alpha: float = 0.25, focal_gamma: float = 2.0,
                    huber_delta: float = 1.0,
                    scale_factors: Sequence[float] = box_coder.DEFAULT_SCALE_FACTORS,
-                   ) -> dict[str, tf.Tensor]:
+                   dfl_weight: float = 0.0) -> dict[str, tf.Tensor]:
     """Focal + box loss of a Detector's `outputs` against `encode_targets` results.
 
     box_loss "huber" compares encoded boxes; "giou" decodes predictions and targets against
     `anchors` and compares corner boxes. The default huber_delta=1.0 with box_weight=1.0 is the
     TF OD API's SSD / RetinaNet setting (weighted smooth L1, delta 1) for the 10, 10, 5, 5
-    coder. Returns scalars cls_loss, box_loss (already times box_weight) and total.
+    coder. dfl_weight > 0 adds dfl_loss, GFL's distribution focal loss of the positive
+    anchors' side distributions (mean over the 4 sides; needs DetectorConfig.box_bins > 0).
+    Returns scalars cls_loss, box_loss (already times box_weight), dfl_loss (times
+    dfl_weight, when dfl_weight > 0) and total.
     """
     if box_loss not in BOX_LOSSES:
         raise ValueError(f"box_loss must be one of {BOX_LOSSES}, got {box_loss!r}.")
@@ -82,7 +108,25 @@ def detection_loss(outputs: Mapping[str, tf.Tensor], targets: Mapping[str, tf.Te
     per_anchor = _box_loss_per_anchor(outputs["box_regression"], targets["box_targets"],
                                       anchors, box_loss, huber_delta, scale_factors)
     box = box_weight * tf.reduce_sum(per_anchor * targets["box_weights"]) / normalizer
-    return {"cls_loss": cls_loss, "box_loss": box, "total": cls_loss + box}
+    terms = {"cls_loss": cls_loss, "box_loss": box, "total": cls_loss + box}
+    check_number("detection_loss.dfl_weight", dfl_weight, at_least=0)
+    if dfl_weight:
+        dfl = _dfl_per_anchor(outputs, targets["box_targets"], anchors, scale_factors)
+        terms["dfl_loss"] = dfl_weight * tf.reduce_sum(dfl * targets["box_weights"]) / normalizer
+        terms["total"] += terms["dfl_loss"]
+    return terms
+
+
+def _dfl_per_anchor(outputs: Mapping[str, tf.Tensor], box_targets: tf.Tensor,
+                    anchors: tf.Tensor, scale_factors: Sequence[float]) -> tf.Tensor:
+    """DFL [B, A] of the side distributions against the target boxes, mean over the sides."""
+    if "box_distribution" not in outputs:
+        raise ConfigError("detection_loss.dfl_weight > 0 needs a distribution box head: set "
+                          "DetectorConfig.box_bins (GFL uses 16), or detection_loss.dfl_weight "
+                          "= 0.0.")
+    target_boxes = box_coder.decode(box_targets, anchors, scale_factors)
+    distances = box_coder.side_distances(target_boxes, anchors)
+    return tf.reduce_mean(distribution_focal_loss(outputs["box_distribution"], distances), -1)
 
 
 def _box_loss_per_anchor(box_regression: tf.Tensor, box_targets: tf.Tensor, anchors: tf.Tensor,

@@ -30,6 +30,19 @@ def pairwise_iou(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     return tf.math.divide_no_nan(intersection, union)
 
 
+def pairwise_diou(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    """Distance-IoU [..., N, M] (Zheng et al., AAAI 2020): IoU - rho^2 / c^2, rho the distance
+    between the box centres, c the diagonal of the smallest box enclosing both."""
+    iou = pairwise_iou(a, b)
+    a = tf.convert_to_tensor(a, tf.float32)[..., :, None, :]
+    b = tf.convert_to_tensor(b, tf.float32)[..., None, :, :]
+    centre_distance = (tf.square((a[..., 0] + a[..., 2] - b[..., 0] - b[..., 2]) / 2)
+                       + tf.square((a[..., 1] + a[..., 3] - b[..., 1] - b[..., 3]) / 2))
+    diagonal = (tf.square(tf.maximum(a[..., 2], b[..., 2]) - tf.minimum(a[..., 0], b[..., 0]))
+                + tf.square(tf.maximum(a[..., 3], b[..., 3]) - tf.minimum(a[..., 1], b[..., 1])))
+    return iou - tf.math.divide_no_nan(centre_distance, diagonal)
+
+
 def _area(boxes: tf.Tensor) -> tf.Tensor:
     return tf.maximum(boxes[..., 2] - boxes[..., 0], 0.0) * tf.maximum(
         boxes[..., 3] - boxes[..., 1], 0.0)

@@ -13,7 +13,19 @@
                          student features (Yang et al. ECCV 2022)
     dist                 Pearson relations of class probabilities across anchors and classes
                          (Huang et al. NeurIPS 2022)
+    ld                   KL between the box-side distributions of GFL-style box heads, on the
+                         positives and the valuable localization region (Zheng et al. CVPR 2022)
 """
 
 # Importing the modules registers their losses.
-from kdod.distill.losses import box, cwd, dist, feature, fgd, kl, mgd, pseudo_labels  # noqa: F401
+from kdod.distill.losses import (  # noqa: F401
+    box,
+    cwd,
+    dist,
+    feature,
+    fgd,
+    kl,
+    ld,
+    mgd,
+    pseudo_labels,
+)
