@@ -278,11 +278,15 @@ def _training_data(image_size: int, seed: int, strategy: tf.distribute.Strategy 
             return input_pipeline(training=True, image_size=image_size, seed=seed,
                                   input_context=input_context)
 
-    if not distribute.uses_custom_loop(strategy):
+    if strategy is None:
         dataset = pipeline()
+        return dataset, next(iter(dataset))
+    if not distribute.uses_custom_loop(strategy):
+        # Strings fail in a distributed dataset (AddN of strings), and training reads none.
+        dataset = pipeline().map(_numbers_only)
         distribute.check_global_batch(strategy, dataset.element_spec["image"].shape[0])
         return dataset, next(iter(dataset))
-    # TPUs take no strings, and training reads none.
+    # TPUs take no strings either.
     iterator = iter(strategy.distribute_datasets_from_function(
         lambda context: pipeline(context).map(_numbers_only)))
     first = tf.nest.map_structure(lambda value: strategy.experimental_local_results(value)[0],
