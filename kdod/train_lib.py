@@ -1,14 +1,16 @@
 """Training: optimizers and schedules, the checkpointing and image-summary callbacks, `train`.
 
-The per-batch step is `kdod.train_step.train_batch` (shared with `tf.distribute` loops);
-checkpoint files are `kdod.checkpoints`.
+The per-batch step is `kdod.train_step.train_batch`: Keras `fit` runs it (one device, or
+MirroredStrategy), and so does `strategy_loop` through `strategy.run` for the strategies `fit`
+cannot run (MultiWorkerMirroredStrategy, keras-team/keras#20585; TPUStrategy). Checkpoint files
+are `kdod.checkpoints`; under a strategy only the chief writes them (`kdod.distribute`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import gin
@@ -17,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 from absl import flags, logging
 
-from kdod import checkpoints, config, visualize
+from kdod import checkpoints, config, distribute, train_step, visualize
 from kdod.data.pipeline import input_pipeline
 from kdod.detection.detector import Detector, DetectorConfig
 from kdod.distill.distiller import DistillerConfig, build_distiller
@@ -86,9 +88,10 @@ class CheckpointAndGuard(keras.callbacks.Callback):
     disk is the last good one.
     """
 
-    def __init__(self, model_dir: str | Path, keep: int, last_step: int):
+    def __init__(self, model_dir: str | Path, keep: int, last_step: int, save: bool = True):
         super().__init__()
         self.model_dir, self.keep, self.last_step = model_dir, keep, last_step
+        self.save = save  # False on the workers of a strategy other than the chief.
         self.bad_step: int | None = None
 
     def on_train_batch_end(self, batch, logs=None):
@@ -99,7 +102,7 @@ class CheckpointAndGuard(keras.callbacks.Callback):
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
-        if self.bad_step is None:
+        if self.bad_step is None and self.save:
             step = int(self.model.optimizer.iterations.numpy())
             path = checkpoints.save_checkpoint(self.model, self.model_dir, step, self.keep)
             checkpoints.save_detector(self.model.exported_detector(), self.model_dir)
@@ -183,53 +186,150 @@ def _architecture_differences(ours: DetectorConfig, theirs: DetectorConfig) -> s
     return "; ".join(differences) or "the weight shapes differ"
 
 
-@gin.configurable(denylist=["model_dir"])
+@gin.configurable(denylist=["model_dir", "strategy"])
 def train(model_dir: str, steps: int = 1000, checkpoint_every: int = 200, keep_checkpoints: int = 3,
           log_every: int = 20, summary_images: int = 4, seed: int = 0,
           distillation: DistillerConfig | None = None, init_from: str | None = None,
-          model_fn=Detector) -> keras.Model:
+          model_fn=Detector, sync_batch_norm: bool = True,
+          strategy: tf.distribute.Strategy | None = None) -> keras.Model:
     """Trains `model_fn()` (with `distillation`: a Distiller's student) for `steps` steps,
     resuming from model_dir's last checkpoint. A run that starts afresh takes its detector's
-    first weights from the run `init_from` when given (`warm_start`)."""
+    first weights from the run `init_from` when given (`warm_start`).
+
+    Under `strategy` (`kdod.distribute.make_strategy`) the model, its losses' adapters and the
+    optimizer are made in its scope, the global batch is split over the replicas and only the
+    chief writes files; every worker resumes from model_dir's checkpoints, so model_dir must be
+    a folder they all see. With several replicas and `sync_batch_norm`, BatchNorm normalizes
+    with the statistics of the global batch (`synchronize_batch_norm`)."""
     _check_counts(steps=steps, checkpoint_every=checkpoint_every,
                   keep_checkpoints=keep_checkpoints, log_every=log_every)
     config.check_integer("train.summary_images", summary_images, minimum=0)
-    checkpoints.remove_partial_files(model_dir)
+    chief = distribute.is_chief(strategy)
+    if chief:
+        checkpoints.remove_partial_files(model_dir)
     keras.utils.set_random_seed(seed)
-    model = build_distiller(distillation) if distillation else model_fn()
-    with gin.config_scope("train"):
-        dataset = input_pipeline(training=True, image_size=model.image_size, seed=seed)
-    model.compile(optimizer=make_optimizer(total_steps=steps), jit_compile=False)
-    first_batch = next(iter(dataset))
-    model(first_batch["image"][:1])  # Build the weights before restoring into them.
-    start = checkpoints.restore_latest(model, model_dir)
-    if init_from and not start:
-        warm_start(model.exported_detector(), init_from)
-    config.write_operative_config(model_dir)
+    with distribute.scope(strategy):
+        model = build_distiller(distillation) if distillation else model_fn()
+        model.compile(optimizer=make_optimizer(total_steps=steps), jit_compile=False)
+    if sync_batch_norm and distribute.replicas(strategy) > 1:
+        synchronize_batch_norm(model)
+    dataset, first_batch = _training_data(model.image_size, seed, strategy)
+    with distribute.scope(strategy):
+        model(first_batch["image"][:1])  # Build the weights before restoring into them.
+        start = checkpoints.restore_latest(model, model_dir)
+        if init_from and not start:
+            warm_start(model.exported_detector(), init_from)
+    if chief:
+        config.write_operative_config(model_dir)
     if start >= steps:
         # Rewritten from the checkpoint: a kill after the last checkpoint, before the detector's
         # weights, or a damaged detector file that was deleted, leaves it stale or missing.
-        checkpoints.save_detector(model.exported_detector(), model_dir)
+        if chief:
+            checkpoints.save_detector(model.exported_detector(), model_dir)
         logging.info("%s is already trained to step %d; wrote its detector's weights again.",
                      model_dir, start)
         return model
     if start:
         logging.info("Resuming from step %d.", start)
-    guard = CheckpointAndGuard(model_dir, keep_checkpoints, last_step=steps)
-    logs = Path(model_dir) / "logs"
-    callbacks = [guard, keras.callbacks.TensorBoard(str(logs), update_freq=log_every)]
-    if summary_images:
-        callbacks.append(ImageSummaries(
-            logs / "images", {k: v[:summary_images] for k, v in first_batch.items()}))
+    guard = CheckpointAndGuard(model_dir, keep_checkpoints, last_step=steps, save=chief)
+    custom_loop = distribute.uses_custom_loop(strategy)
+    callbacks = [guard]
+    if chief:
+        logs = Path(model_dir) / "logs"
+        # The strategy loop has no train_function whose graph TensorBoard could draw.
+        callbacks.append(keras.callbacks.TensorBoard(str(logs), update_freq=log_every,
+                                                     write_graph=not custom_loop))
+        if summary_images:
+            callbacks.append(ImageSummaries(
+                logs / "images", {k: v[:summary_images] for k, v in first_batch.items()}))
     interval = min(checkpoint_every, steps)
     # An epoch is a checkpoint interval; the guard ends the last one at `steps` exactly, also
     # when a resumed run's checkpoint_every changed and `start` is not a multiple of it.
     first_epoch = start // interval
-    model.fit(dataset, epochs=first_epoch + math.ceil((steps - start) / interval),
-              steps_per_epoch=interval, initial_epoch=first_epoch,
-              callbacks=callbacks, verbose=1 if flags.FLAGS.is_parsed() else 0)
+    epochs = first_epoch + math.ceil((steps - start) / interval)
+    verbose = 1 if flags.FLAGS.is_parsed() and chief else 0
+    if custom_loop:
+        strategy_loop(model, strategy, dataset, callbacks, range(first_epoch, epochs), interval,
+                      verbose)
+    else:
+        model.fit(dataset, epochs=epochs, steps_per_epoch=interval, initial_epoch=first_epoch,
+                  callbacks=callbacks, verbose=verbose)
     guard.raise_if_failed()
     return model
+
+
+def synchronize_batch_norm(model: keras.Model) -> None:
+    """BatchNorm in training computes its statistics over all replicas (Keras's
+    `synchronized`), as one device would over the global batch. Without it each worker's moving
+    statistics follow its own share and drift apart: Keras 3 creates them with no aggregation."""
+    for layer in model._flatten_layers():  # Keras's walk over nested layers.
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.synchronized = True
+
+
+def _training_data(image_size: int, seed: int, strategy: tf.distribute.Strategy | None
+                   ) -> tuple[tf.data.Dataset | Iterator, dict[str, tf.Tensor]]:
+    """The training batches for `fit` (a dataset) or `strategy_loop` (an iterator over the
+    strategy's distributed dataset), and a batch of this worker's images (for building and
+    image summaries)."""
+
+    def pipeline(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
+        with gin.config_scope("train"):
+            return input_pipeline(training=True, image_size=image_size, seed=seed,
+                                  input_context=input_context)
+
+    if strategy is None:
+        dataset = pipeline()
+        return dataset, next(iter(dataset))
+    if not distribute.uses_custom_loop(strategy):
+        # Strings fail in a distributed dataset (AddN of strings), and training reads none.
+        dataset = pipeline().map(_numbers_only)
+        distribute.check_global_batch(strategy, dataset.element_spec["image"].shape[0])
+        return dataset, next(iter(dataset))
+    # TPUs take no strings either.
+    iterator = iter(strategy.distribute_datasets_from_function(
+        lambda context: pipeline(context).map(_numbers_only)))
+    first = tf.nest.map_structure(lambda value: strategy.experimental_local_results(value)[0],
+                                  next(iterator))
+    return iterator, first
+
+
+def _numbers_only(batch: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    return {key: value for key, value in batch.items() if value.dtype != tf.string}
+
+
+def strategy_loop(model: keras.Model, strategy: tf.distribute.Strategy, batches: Iterator,
+                  callbacks: list[keras.callbacks.Callback], epochs: range, steps_per_epoch: int,
+                  verbose: int = 0) -> None:
+    """Keras `fit`'s loop over distributed `batches` with `strategy.run`, for the strategies
+    `fit` cannot run: the step is `train_step.train_batch`, the logs are the losses averaged
+    over the replicas, and the callbacks are called as `fit` calls them."""
+
+    @tf.function
+    def step(batch):
+        terms = strategy.run(lambda replica_batch: train_step.train_batch(model, replica_batch),
+                             args=(batch,))
+        return {name: strategy.reduce(tf.distribute.ReduceOp.MEAN, value, axis=None)
+                for name, value in terms.items()}
+
+    callback_list = keras.callbacks.CallbackList(
+        callbacks, add_history=True, add_progbar=bool(verbose), model=model, verbose=verbose,
+        epochs=epochs.stop, steps=steps_per_epoch)
+    model.stop_training = False
+    callback_list.on_train_begin()
+    logs: dict[str, float] = {}
+    for epoch in epochs:
+        callback_list.on_epoch_begin(epoch)
+        for index in range(steps_per_epoch):
+            callback_list.on_train_batch_begin(index)
+            logs = {name: float(value) for name, value in step(next(batches)).items()}
+            callback_list.on_train_batch_end(index, logs)
+            if model.stop_training:
+                break
+        callback_list.on_epoch_end(epoch, logs)
+        if model.stop_training:
+            break
+    callback_list.on_train_end(logs)
 
 
 def _check_counts(**counts: int) -> None:

@@ -1,8 +1,16 @@
 """The one per-batch training step: losses, gradients, update.
 
-Keras `fit` calls `train_batch` from `Detector.train_step` and `Distiller.train_step`; a custom
-`tf.distribute` loop can call it through `strategy.run` (Keras `fit` fails under
-MultiWorkerMirroredStrategy, keras-team/keras#20585), so the training logic exists once.
+Keras `fit` calls `train_batch` from `Detector.train_step` and `Distiller.train_step`; the
+custom `tf.distribute` loop of `kdod.train_lib` calls it through `strategy.run` (Keras `fit`
+fails under MultiWorkerMirroredStrategy, keras-team/keras#20585), so the training logic exists
+once.
+
+Under a strategy each replica computes the losses of its share of the global batch (their
+normalizers, such as the number of positive anchors, are the replica's own, as in the TF OD
+API and KerasCV); Keras's optimizer sums the replicas' gradients, so each replica
+differentiates its loss divided by the number of replicas: the update follows the mean of the
+replicas' losses, the single-device loss when the shares hold alike images. `clipnorm` clips
+each replica's share before the sum.
 """
 
 from __future__ import annotations
@@ -21,6 +29,9 @@ def train_batch(model: keras.Model, batch: Mapping[str, tf.Tensor]) -> dict[str,
         total = terms["total"]
         if model.losses:  # Regularisation losses of layers, if any were configured.
             total += tf.add_n(model.losses)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        if replicas > 1:  # Keras sums the replicas' gradients (module docstring).
+            total /= replicas
     variables = model.trainable_variables
     gradients = tape.gradient(total, variables)
     model.optimizer.apply_gradients(zip(gradients, variables))

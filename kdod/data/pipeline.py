@@ -173,15 +173,30 @@ def input_pipeline(
     seed: int | None = None,
     data_dir: str | None = None,
     split: str | None = None,
+    input_context: tf.distribute.InputContext | None = None,
 ) -> tf.data.Dataset:
     """Batches for training (shuffled, augmented, repeated) or evaluation (letterboxed, once).
 
     Evaluation with several sources concatenates them in order; training mixes
     them by weight. `split`, when given, replaces the split of every source.
+
+    `input_context` (from `strategy.distribute_datasets_from_function`) makes this the
+    pipeline of one worker: `batch_size` stays the global batch, each replica gets its share,
+    and the examples of every source are sharded over the workers' pipelines.
     """
     _check_settings(sources, image_size, batch_size, max_boxes, shuffle_buffer)
-    datasets = [load_examples(name, split or source_split, data_dir, shuffle_files=training)
+    shards = input_context.num_input_pipelines if input_context else 1
+    # Sharding after reading needs the files in the same order on every worker.
+    datasets = [_shard(load_examples(name, split or source_split, data_dir,
+                                     shuffle_files=training and shards == 1), input_context)
                 for name, source_split, _ in sources]
+    if input_context:
+        if batch_size % input_context.num_replicas_in_sync:
+            raise config.ConfigError(
+                f"input_pipeline.batch_size = {batch_size} is the global batch; it must be a "
+                f"multiple of the {input_context.num_replicas_in_sync} replicas of the "
+                "strategy.")
+        batch_size = input_context.get_per_replica_batch_size(batch_size)
     if training:
         augmentation = augmentation or augment_lib.Augmentation()
         dataset = mix(datasets, [w for _, _, w in sources], seed).repeat()
@@ -200,6 +215,14 @@ def input_pipeline(
     if training:  # Shuffle the small model-size images, not the decoded originals.
         dataset = dataset.shuffle(shuffle_buffer, seed=seed)
     return dataset.batch(batch_size, drop_remainder=training).prefetch(AUTOTUNE)
+
+
+def _shard(examples: tf.data.Dataset,
+           input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
+    """This worker's share of `examples` (all of them without several input pipelines)."""
+    if not input_context or input_context.num_input_pipelines == 1:
+        return examples
+    return examples.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
 
 
 def _check_settings(sources: Sequence[Source], image_size: int, batch_size: int, max_boxes: int,
