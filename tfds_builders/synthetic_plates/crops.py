@@ -28,6 +28,7 @@ import dataclasses
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from kdod.errors import KdodError
 from tfds_builders.synthetic_plates.config import DEFAULT_PLATE_FORMATS, PlateWords
 from tfds_builders.synthetic_plates.effects import jpeg_round_trip
 from tfds_builders.synthetic_plates.lettering import draw_text_line
@@ -109,7 +110,7 @@ class CropConfig:
     def __post_init__(self):
         unknown = sorted(set(self.layouts) - set(LAYOUTS))
         if unknown or not self.layouts:
-            raise ValueError(f"CropConfig.layouts: unknown {unknown or 'none given'}; choose "
+            raise KdodError(f"CropConfig.layouts: unknown {unknown or 'none given'}; choose "
                              f"from {', '.join(LAYOUTS)}.")
 
     def clean(self) -> CropConfig:
