@@ -95,17 +95,17 @@ def trained_dir(run: Run, ledger: Ledger) -> Path:
     """The run's folder, trained to its end: trained (again, metrics recorded anew) first when
     it is not recorded or its folder is gone."""
     weights = run.model_dir / checkpoints.DETECTOR_WEIGHTS
-    if not weights.is_file() or ledger.recorded(run, run.fingerprint()) is None:
+    fingerprint = run.fingerprint()
+    if not weights.is_file() or ledger.recorded(run, fingerprint) is None:
         if run.teacher is not None:
             trained_dir(run.teacher, ledger)
-        _train_and_record(run, ledger)
+        _train_and_record(run, ledger, fingerprint)
     return run.model_dir
 
 
-def _train_and_record(run: Run, ledger: Ledger, fingerprint: str | None = None) -> dict:
+def _train_and_record(run: Run, ledger: Ledger, fingerprint: str) -> dict:
     from kdod.experiment import train_and_evaluate
 
-    fingerprint = fingerprint or run.fingerprint()
     metrics = train_and_evaluate([recipe(name) for name in run.gin_files], run.bindings,
                                  run.model_dir, split=None)
     kept = ledger.record(run, fingerprint, metrics)
