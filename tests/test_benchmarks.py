@@ -102,17 +102,21 @@ def test_real_summary_picks_the_best_distilled_student_and_checks_the_targets():
     assert not targets.met("real", {**slow, "best_exported_latency_ms": 9.5})
 
 
-def test_real_runs_take_the_extra_bindings_and_share_the_seeds_teacher():
+def test_real_runs_take_the_extra_bindings_and_distill_from_seed_0s_teacher():
     from kdod.benchmarks import real
 
     options = BenchmarkOptions(bindings=("REAL_TEST = ('number_plates', 'test', 1.0)",))
+    teacher, *first = real.seed_plan(options, seed=0)
     plan = real.seed_plan(options, seed=1)
-    assert [run.model for run in plan][:2] == ["teacher", "student alone"]
+    assert teacher.model == "teacher" and plan[0].model == "student alone"
+    assert [run.model for run in first] == [run.model for run in plan]
+    assert teacher.model_dir.as_posix() == "benchmarks/runs/real/seed0/teacher"
+    assert "train.seed = 0" in teacher.bindings and options.bindings[0] in teacher.bindings
     for run in plan:
         assert "train.seed = 1" in run.bindings and options.bindings[0] in run.bindings
-    assert all(run.teacher == plan[0] and run.bindings[-1]
-               == f"DistillerConfig.teacher_dir = '{plan[0].model_dir}'" for run in plan[2:])
-    assert plan[2].gin_files == ("real/student.gin", "losses/kl.gin")
+    assert all(run.teacher == teacher and run.bindings[-1]
+               == f"DistillerConfig.teacher_dir = '{teacher.model_dir}'" for run in plan[1:])
+    assert plan[1].gin_files == ("real/student.gin", "losses/kl_pkd.gin")
 
 
 def test_options_put_runs_beside_the_results():

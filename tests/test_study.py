@@ -80,14 +80,19 @@ def test_the_best_pair_runs_both_loss_files_with_their_own_weights(tmp_path):
     assert "DistillerConfig.losses = {'feature_imitation': 2.0, 'kl_logits': 1.0}" in (
         pair.bindings)
     assert pair.bindings[-1] == f"DistillerConfig.teacher_dir = '{plan[0].model_dir}'"
+    later = losses.pair_run(losses.seed_plan(losses.DATA_SETS[0], options, 2, losses.LOSS_FILES),
+                            "PKD", "kl_logits")
+    assert later.teacher == plan[0] and later.model_dir.parent.name == "seed2"
     pair.parse()  # The bindings parse: the later losses binding wins over the files'.
 
 
 def test_the_losses_and_real_benchmarks_share_their_real_runs(tmp_path):
     options = BenchmarkOptions(output=tmp_path / "x.json")
-    ours = {run.model_dir: run for run in losses.seed_plan(
-        losses.DATA_SETS[0], options, 1, losses.LOSS_FILES)}
-    for run in real.seed_plan(options, 1):
-        if run.model_dir in ours:
-            assert ours[run.model_dir].fingerprint() == run.fingerprint(), run.model
-    assert sum(run.model_dir in ours for run in real.seed_plan(options, 1)) == 4
+    for seed, shared in ((0, 4), (1, 3)):  # Seed 0's plan holds the one teacher.
+        ours = {run.model_dir: run for run in losses.seed_plan(
+            losses.DATA_SETS[0], options, seed, losses.LOSS_FILES)}
+        theirs = real.seed_plan(options, seed)
+        for run in theirs:
+            if run.model_dir in ours:
+                assert ours[run.model_dir].fingerprint() == run.fingerprint(), run.model
+        assert sum(run.model_dir in ours for run in theirs) == shared

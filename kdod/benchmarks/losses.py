@@ -52,12 +52,14 @@ DATA_SETS = (DataSet("real", "real/teacher.gin", "real/student.gin", "real", set
 
 def seed_plan(data: DataSet, options: BenchmarkOptions, seed: int,
               loss_files: Mapping[str, str]) -> list[Run]:
-    """Teacher, student alone, then a distilled student per loss file, for one seed."""
+    """The student alone, then a distilled student per loss file, for one seed; every seed's
+    students distill from seed 0's teacher, trained first in seed 0's plan (as in `real`)."""
     runs = options.runs_dir / data.folder / f"seed{seed}"
     student = data.bindings(options, seed, options.student_steps)
-    teacher = Run("teacher", (data.teacher,), runs / "teacher",
-                  data.bindings(options, seed, options.teacher_steps))
-    return [teacher, Run("student alone", (data.student,), runs / "student", student),
+    teacher = Run("teacher", (data.teacher,), options.runs_dir / data.folder / "seed0" / "teacher",
+                  data.bindings(options, 0, options.teacher_steps))
+    return [*([teacher] if seed == 0 else []),
+            Run("student alone", (data.student,), runs / "student", student),
             *[Run(name, (data.student, loss_file), runs / Path(loss_file).stem, student,
                   teacher=teacher) for name, loss_file in loss_files.items()]]
 
@@ -72,12 +74,13 @@ def best_pair(models: Mapping[str, dict]) -> tuple[str, str]:
 def pair_run(plan: list[Run], first: str, second: str) -> Run:
     """The distilled run of `plan`'s seed with both losses, each at its own weight."""
     student = next(run for run in plan if run.model == "student alone")
+    teacher = next(run.teacher for run in plan if run.teacher is not None)
     files = (LOSS_FILES[first], LOSS_FILES[second])
     weights = parsed_losses(files[0]) | parsed_losses(files[1])
     return Run(f"{first} + {second}", (*student.gin_files, *files),
                student.model_dir.with_name("_".join(Path(name).stem for name in files)),
                (*student.bindings, f"DistillerConfig.losses = {weights!r}"),
-               teacher=plan[0])
+               teacher=teacher)
 
 
 def summary(measured: Mapping[str, list[dict]]) -> dict:
