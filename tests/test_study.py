@@ -86,6 +86,23 @@ def test_the_best_pair_runs_both_loss_files_with_their_own_weights(tmp_path):
     pair.parse()  # The bindings parse: the later losses binding wins over the files'.
 
 
+def test_ld_distills_from_its_own_teacher_trained_once_with_the_distribution_head(tmp_path):
+    options = BenchmarkOptions(output=tmp_path / "losses.json")
+    plan = losses.seed_plan(losses.DATA_SETS[0], options, 0, losses.LOSS_FILES)
+    teachers = [run for run in plan if run.model in losses.TEACHERS]
+    assert [run.model_dir.name for run in teachers] == ["teacher", "teacher_ld"]
+    assert teachers[1].gin_files == ("real/teacher.gin", "distribution_head.gin")
+    by_model = {run.model: run for run in plan}
+    assert by_model["ld"].teacher == teachers[1] and by_model["cwd"].teacher == teachers[0]
+    later = losses.seed_plan(losses.DATA_SETS[0], options, 1, losses.LOSS_FILES)
+    assert not any(run.model in losses.TEACHERS for run in later)
+    assert losses.pair_run(later, "cwd", "ld").teacher == teachers[1]
+    assert losses.pair_run(later, "cwd", "mgd").teacher == teachers[0]
+    # The same teacher as gin/real/teacher_ld.gin, which the README trains by hand.
+    by_hand = Run("teacher", ("real/teacher_ld.gin",), teachers[1].model_dir, teachers[1].bindings)
+    assert by_hand.fingerprint() == teachers[1].fingerprint()
+
+
 def test_the_losses_and_real_benchmarks_share_their_real_runs(tmp_path):
     options = BenchmarkOptions(output=tmp_path / "x.json")
     for seed, shared in ((0, 4), (1, 3)):  # Seed 0's plan holds the one teacher.

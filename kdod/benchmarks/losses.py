@@ -7,8 +7,10 @@ training-time overhead.
 Each loss is its gin/losses/ file added to the data set's student recipe: on real plates the
 gin/real/ teacher and student with their own schedules (the same runs as `kdod.benchmark real`,
 in the same folders), on synthetic plates teacher_small and student_small with the steps given.
-Once every loss has run on a data set, the two best losses of that data set (mean AP over the
-seeds) run together, each at its own weight. Runs are recorded as they finish
+Every seed's students distill from seed 0's teacher; `ld` from a second teacher with the
+distribution box head (gin/distribution_head.gin) it needs. Once every loss has run on a data
+set, the two best losses of that data set (mean AP over the seeds) run together, each at its
+own weight. Runs are recorded as they finish
 (kdod/benchmarks/study.py): run the command again to go on. Writes benchmarks/losses.json, the
 tables to benchmarks/losses.md and the plot to benchmarks/losses.png.
 """
@@ -24,8 +26,13 @@ from kdod.benchmarks.common import BenchmarkOptions
 from kdod.benchmarks.study import Ledger, Run, markdown_table, measure_all, parsed_losses, per_model
 
 LOSS_FILES = {"kl_logits": "losses/kl.gin", "PKD": "losses/pkd.gin", "cwd": "losses/cwd.gin",
-              "fgd": "losses/fgd.gin", "mgd": "losses/mgd.gin", "dist": "losses/dist.gin"}
-NEW_LOSSES = ("cwd", "fgd", "mgd", "dist")  # The issue's modern losses, against the baseline.
+              "fgd": "losses/fgd.gin", "mgd": "losses/mgd.gin", "dist": "losses/dist.gin",
+              "ld": "losses/ld.gin"}
+NEW_LOSSES = ("cwd", "fgd", "mgd", "dist", "ld")  # The issue's modern losses, against the baseline.
+# Losses whose teacher needs more than the data set's teacher recipe: ld distills box-side
+# distributions, so its teacher (a second one, trained once like the first) has that head too.
+TEACHER_EXTRAS = {"ld": ("distribution_head.gin", "teacher (distribution head)", "teacher_ld")}
+TEACHERS = ("teacher", *(extra[1] for extra in TEACHER_EXTRAS.values()))
 BASELINE = ("KL + PKD", "losses/kl_pkd.gin")
 METRICS = ("AP", "AP50", "AP_small", "train_minutes")
 
@@ -53,15 +60,25 @@ DATA_SETS = (DataSet("real", "real/teacher.gin", "real/student.gin", "real", set
 def seed_plan(data: DataSet, options: BenchmarkOptions, seed: int,
               loss_files: Mapping[str, str]) -> list[Run]:
     """The student alone, then a distilled student per loss file, for one seed; every seed's
-    students distill from seed 0's teacher, trained first in seed 0's plan (as in `real`)."""
+    students distill from seed 0's teachers, trained first in seed 0's plan (as in `real`)."""
     runs = options.runs_dir / data.folder / f"seed{seed}"
     student = data.bindings(options, seed, options.student_steps)
-    teacher = Run("teacher", (data.teacher,), options.runs_dir / data.folder / "seed0" / "teacher",
-                  data.bindings(options, 0, options.teacher_steps))
-    return [*([teacher] if seed == 0 else []),
+    teachers = {name: teacher_run(data, options, name) for name in loss_files}
+    first_use = list({teacher.model_dir: teacher for teacher in teachers.values()}.values())
+    return [*(first_use if seed == 0 else []),
             Run("student alone", (data.student,), runs / "student", student),
             *[Run(name, (data.student, loss_file), runs / Path(loss_file).stem, student,
-                  teacher=teacher) for name, loss_file in loss_files.items()]]
+                  teacher=teachers[name]) for name, loss_file in loss_files.items()]]
+
+
+def teacher_run(data: DataSet, options: BenchmarkOptions, loss: str) -> Run:
+    """The (seed 0) teacher that `loss`'s students distill from."""
+    model, extra, folder = "teacher", (), "teacher"
+    if loss in TEACHER_EXTRAS:
+        extra_file, model, folder = TEACHER_EXTRAS[loss]
+        extra = (extra_file,)
+    return Run(model, (data.teacher, *extra), options.runs_dir / data.folder / "seed0" / folder,
+               data.bindings(options, 0, options.teacher_steps))
 
 
 def best_pair(models: Mapping[str, dict]) -> tuple[str, str]:
@@ -74,7 +91,9 @@ def best_pair(models: Mapping[str, dict]) -> tuple[str, str]:
 def pair_run(plan: list[Run], first: str, second: str) -> Run:
     """The distilled run of `plan`'s seed with both losses, each at its own weight."""
     student = next(run for run in plan if run.model == "student alone")
-    teacher = next(run.teacher for run in plan if run.teacher is not None)
+    # A loss that needs its own teacher (ld) takes it; the other loss works with any teacher.
+    owner = next((name for name in (first, second) if name in TEACHER_EXTRAS), first)
+    teacher = next(run.teacher for run in plan if run.model == owner)
     files = (LOSS_FILES[first], LOSS_FILES[second])
     weights = parsed_losses(files[0]) | parsed_losses(files[1])
     return Run(f"{first} + {second}", (*student.gin_files, *files),
@@ -118,7 +137,7 @@ def plot(results: dict, path: Path) -> None:
     figure, all_axes = plt.subplots(1, len(DATA_SETS), figsize=(11, 4), squeeze=False)
     for axes, data in zip(all_axes[0], DATA_SETS):
         models = {name: values for name, values in results[data.name]["models"].items()
-                  if name not in ("teacher", "student alone")}
+                  if name not in (*TEACHERS, "student alone")}
         for name, values in models.items():
             axes.errorbar(values["time_overhead"], values["gain_AP_points"],
                           yerr=100 * values["AP"]["std"], fmt="o", capsize=3)
