@@ -42,7 +42,7 @@ FULL_CONFIG = "config.gin"  # Everything the run was given, for evaluate/export 
 # Modules whose gin configurables any config may bind (they import the rest). Entry-point
 # modules hold none: run as __main__ they would register their configurables twice.
 CONFIGURABLE_MODULES = ("kdod.train_lib", "kdod.eval_lib", "kdod.export_lib",
-                        "kdod.distill.distiller")
+                        "kdod.distill.distiller", "kdod.train_ocr_lib")
 
 
 class ConfigError(KdodError):
