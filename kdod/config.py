@@ -192,6 +192,17 @@ def run_gin_files(model_dir: str) -> list[str]:
     return [str(folder / FULL_CONFIG)]
 
 
+def training_model_dir(argv: list[str]) -> str:
+    """--model_dir of a training entry point, checked (given, a folder or new), after refusing
+    stray arguments."""
+    if len(argv) > 1:
+        raise ConfigError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS.model_dir:
+        raise ConfigError("--model_dir is required: where checkpoints and logs go.")
+    check_output_folder("--model_dir", flags.FLAGS.model_dir)
+    return flags.FLAGS.model_dir
+
+
 def check_output_folder(flag: str, folder: str | Path) -> None:
     """A ConfigError naming `flag` unless `folder` is a folder kdod can write in, or can create
     (no file in the way, the nearest existing folder writable)."""

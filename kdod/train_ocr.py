@@ -18,15 +18,11 @@ flags.adopt_module_key_flags(config)  # --help lists --gin_file, --gin_param, --
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise config.ConfigError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    if not flags.FLAGS.model_dir:
-        raise config.ConfigError("--model_dir is required: where checkpoints and logs go.")
-    config.check_output_folder("--model_dir", flags.FLAGS.model_dir)
+    model_dir = config.training_model_dir(argv)
     config.parse_flags_gin()
     from kdod.train_ocr_lib import train_ocr  # After flag parsing: TensorFlow loads slowly.
 
-    train_ocr(flags.FLAGS.model_dir)
+    train_ocr(model_dir)
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ is an error naming the line. A missing or unreadable image is always an error na
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import zlib
 from pathlib import Path
@@ -23,6 +22,7 @@ from absl import logging
 from PIL import Image, UnidentifiedImageError
 
 from kdod.errors import KdodError
+from kdod.files import filename_text_rows
 from kdod.ocr import ctc
 from kdod.ocr.plate_ctc import fit_crop
 from tfds_builders.synthetic_plates.crops import CropConfig, render_crop
@@ -103,21 +103,15 @@ def read_csv_rows(path: str | Path, bad_text: str = "skip") -> list[tuple[Path, 
         raise CropSetError(f"No crop CSV at {path}: give a file of filename,plate_text rows "
                            f"(file names relative to the CSV's folder).")
     rows, skipped = [], []
-    with open(path, newline="", encoding="utf-8") as handle:
-        for number, row in enumerate(csv.reader(handle), 1):
-            if not row or (number == 1 and [c.strip().lower() for c in row[:2]]
-                           == ["filename", "plate_text"]):
-                continue
-            if len(row) < 2:
-                raise CropSetError(f"{path}:{number}: expected 'filename,plate_text', got {row}.")
-            text = clean_text(row[1])
-            if problem := label_problem(text):
-                if bad_text == "refuse":
-                    raise CropSetError(f"{path}:{number}: {row[1]!r}: {problem}. Fix the row, or "
-                                       f"leave such rows out with bad_text='skip'.")
-                skipped.append(f"line {number} ({row[1]!r}: {problem})")
-                continue
-            rows.append((path.parent / row[0].strip(), text))
+    for number, filename, raw in filename_text_rows(path, CropSetError):
+        text = clean_text(raw)
+        if problem := label_problem(text):
+            if bad_text == "refuse":
+                raise CropSetError(f"{path}:{number}: {raw!r}: {problem}. Fix the row, or "
+                                   f"leave such rows out with bad_text='skip'.")
+            skipped.append(f"line {number} ({raw!r}: {problem})")
+            continue
+        rows.append((path.parent / filename, text))
     if skipped:
         logging.warning("%s: %d of %d rows left out, their text cannot be a label: %s%s", path,
                         len(skipped), len(skipped) + len(rows), "; ".join(skipped[:5]),
