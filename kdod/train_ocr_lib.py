@@ -161,12 +161,15 @@ def train_ocr(model_dir: str, steps: int = 10000, batch_size: int = 64,
               recognizer: RecognizerConfig | None = None, text_csv: str | None = None,
               csv_share: float = 0.5, csv_holdout: float = 0.1, bad_text: str = "skip",
               init_from: str | None = None, eval_crops: int = 500,
-              quantize: str = "float32") -> keras.Model:
+              quantize: str = "float32", deterministic: bool = False) -> keras.Model:
     """Trains the recognizer for `steps` steps (see the module docstring); returns it.
 
     `text_csv`: a user's crops (`crop_sets`), a `csv_share` of each batch (1.0: theirs alone,
     then `crops` may be 0), a `csv_holdout` share kept out to measure. `init_from`: a trained
     run whose recognizer starts this one (fine-tuning), when this run starts afresh.
+    `deterministic`: the same seed gives the same weights (TensorFlow's op determinism, for
+    the whole process: threaded reductions and tf.data's random augmentation run in a fixed
+    order, a little slower).
     """
     for name, value in (("steps", steps), ("batch_size", batch_size),
                         ("checkpoint_every", checkpoint_every),
@@ -183,6 +186,8 @@ def train_ocr(model_dir: str, steps: int = 10000, batch_size: int = 64,
     checkpoints.remove_partial_files(model_dir)
     Path(model_dir).mkdir(parents=True, exist_ok=True)
     keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
 
     sets, holdout = [], None
     if text_csv:
