@@ -4,6 +4,7 @@ r"""Benchmarks; each writes its numbers to a JSON file (default benchmarks/<name
     python -m kdod.benchmark detector   # recipe training speed, latency, head cost, student AP50
     python -m kdod.benchmark distill    # teacher / student / distilled AP over seeds, step cost
     python -m kdod.benchmark ocr        # exact match, CER and ms per plate of each OCR engine
+    python -m kdod.benchmark ocr --ocr_model=runs/plate_ctc [--text_csv=real/labels.csv]
     python -m kdod.benchmark export     # size, latency and AP of Keras/SavedModel/TFLite forms
     python -m kdod.benchmark real       # teacher / student / distilled on real plates, seeds
     python -m kdod.benchmark losses     # every distillation loss and the best pair, AP gain/cost
@@ -35,6 +36,10 @@ flags.DEFINE_integer("teacher_steps", _DEFAULTS.teacher_steps,
                      "distill, export, losses (synthetic): training steps of each teacher.")
 flags.DEFINE_integer("student_steps", _DEFAULTS.student_steps,
                      "distill, export, losses (synthetic): training steps of each student.")
+flags.DEFINE_string("ocr_model", None, "ocr: plate_ctc's recognizer, a run folder of python -m "
+                    "kdod.train_ocr or its plate_ctc.tflite (without it plate_ctc is skipped).")
+flags.DEFINE_string("text_csv", None, "ocr: also read these real plate crops, a CSV of "
+                    "filename,plate_text rows (names relative to the CSV's folder).")
 
 
 def options_from_flags() -> BenchmarkOptions:
@@ -42,7 +47,8 @@ def options_from_flags() -> BenchmarkOptions:
     return BenchmarkOptions(output=Path(flag.output) if flag.output else None,
                             data_dir=flag.data_dir, num_batches=flag.num_batches,
                             seeds=flag.seeds, teacher_steps=flag.teacher_steps,
-                            student_steps=flag.student_steps, bindings=tuple(flag.gin_param))
+                            student_steps=flag.student_steps, bindings=tuple(flag.gin_param),
+                            ocr_model=flag.ocr_model, text_csv=flag.text_csv)
 
 
 def main(argv: list[str]) -> None:

@@ -4,6 +4,7 @@
     model_dir/detector.weights.h5                  the detector's network alone (no optimizer,
                                                    no distillation adapters): evaluation,
                                                    export and teachers load it
+    model_dir/recognizer.weights.h5                kdod.train_ocr's plate recognizer alone
 
 Both are written to a ``partial-*`` file first and renamed, so a kill mid-write never leaves a
 half-written file under the real name; `train` removes leftover ``partial-*`` files at its start.
@@ -27,6 +28,7 @@ from kdod.errors import KdodError
 
 CHECKPOINT_DIR = "checkpoints"
 DETECTOR_WEIGHTS = "detector.weights.h5"
+RECOGNIZER_WEIGHTS = "recognizer.weights.h5"
 _CHECKPOINT_RE = re.compile(r"ckpt-(\d+)\.weights\.h5$")
 PARTIAL_PREFIX = "partial-"
 CHECKSUM_SUFFIX = ".sha256"
@@ -60,7 +62,12 @@ def save_detector(detector: keras.Model, model_dir: str | Path) -> Path:
 
     Evaluation, export and distillation (as a teacher) load it with `load_detector`.
     """
-    return _save_atomically(detector.network.save_weights, Path(model_dir) / DETECTOR_WEIGHTS)
+    return save_weights_file(detector.network, model_dir, DETECTOR_WEIGHTS)
+
+
+def save_weights_file(network: keras.Model, model_dir: str | Path, name: str) -> Path:
+    """Writes a network's weights alone to model_dir/name (atomically, with its checksum)."""
+    return _save_atomically(network.save_weights, Path(model_dir) / name)
 
 
 def checksum_path(path: Path) -> Path:
@@ -118,21 +125,29 @@ def _damaged(path: Path) -> str:
 
 def load_detector(detector: keras.Model, model_dir: str | Path) -> keras.Model:
     """Loads model_dir's detector.weights.h5 into `detector` (built from the run's gin config)."""
-    path = Path(model_dir) / DETECTOR_WEIGHTS
-    train_command = f"python -m kdod.train --gin_file=... --model_dir={model_dir}"
+    load_weights_file(detector.network, model_dir, DETECTOR_WEIGHTS, "detector",
+                      f"python -m kdod.train --gin_file=... --model_dir={model_dir}")
+    return detector
+
+
+def load_weights_file(network: keras.Model, model_dir: str | Path, name: str, what: str,
+                      train_command: str) -> keras.Model:
+    """Loads model_dir/name (written by `save_weights_file`) into `network`, checksum verified;
+    `what` names the network and `train_command` rewrites the file in the errors."""
+    path = Path(model_dir) / name
     if not path.is_file():
-        raise CheckpointError(f"No trained detector in {model_dir} ({DETECTOR_WEIGHTS} is "
+        raise CheckpointError(f"No trained {what} in {model_dir} ({name} is "
                               f"missing); train first: {train_command}")
     if not _intact(path):
         raise CheckpointError(f"{_damaged(path)} Run the run's training command again "
-                              f"({train_command}): it writes the detector's weights anew from "
+                              f"({train_command}): it writes the {what}'s weights anew from "
                               "the last checkpoint.")
     try:
-        detector.network.load_weights(path)
+        network.load_weights(path)
     except Exception as error:  # noqa: BLE001 - h5py and keras raise many kinds here.
-        raise CheckpointError(f"Cannot load {path} into the configured detector: {error}. Is "
+        raise CheckpointError(f"Cannot load {path} into the configured {what}: {error}. Is "
                               f"the gin config the one it was trained with?") from None
-    return detector
+    return network
 
 
 def restore_latest(model: keras.Model, model_dir: str | Path) -> int:

@@ -42,7 +42,7 @@ FULL_CONFIG = "config.gin"  # Everything the run was given, for evaluate/export 
 # Modules whose gin configurables any config may bind (they import the rest). Entry-point
 # modules hold none: run as __main__ they would register their configurables twice.
 CONFIGURABLE_MODULES = ("kdod.train_lib", "kdod.eval_lib", "kdod.export_lib",
-                        "kdod.distill.distiller")
+                        "kdod.distill.distiller", "kdod.train_ocr_lib")
 
 
 class ConfigError(KdodError):
@@ -190,6 +190,17 @@ def run_gin_files(model_dir: str) -> list[str]:
         raise ConfigError(f"--model_dir={model_dir} is not a training run (it has no "
                           f"{FULL_CONFIG}): train into it first, or pass the model's --gin_file.")
     return [str(folder / FULL_CONFIG)]
+
+
+def training_model_dir(argv: list[str]) -> str:
+    """--model_dir of a training entry point, checked (given, a folder or new), after refusing
+    stray arguments."""
+    if len(argv) > 1:
+        raise ConfigError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS.model_dir:
+        raise ConfigError("--model_dir is required: where checkpoints and logs go.")
+    check_output_folder("--model_dir", flags.FLAGS.model_dir)
+    return flags.FLAGS.model_dir
 
 
 def check_output_folder(flag: str, folder: str | Path) -> None:

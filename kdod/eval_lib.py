@@ -96,6 +96,7 @@ class TextEvaluation:
             objects/text.
         max_images: read at most this many images (OCR is slow); None reads them all.
         min_score: end to end, detections scoring lower are not read (as in kdod.recognize).
+        ocr_model: the trained model of a trained engine (plate_ctc's run folder or .tflite).
     """
 
     ocr: str
@@ -103,6 +104,7 @@ class TextEvaluation:
     text_csv: str | Path | None = None
     max_images: int | None = None
     min_score: float = 0.3
+    ocr_model: str | None = None
 
 
 def evaluate_text(recognizer, examples: tf.data.Dataset,
@@ -171,7 +173,7 @@ def text_evaluator(text: TextEvaluation, split: str | None
     """
     truth = read_text_csv(text.text_csv) if text.text_csv else None
     examples = original_eval_examples(split, with_text=truth is None)
-    ocr = anpr.build_ocr(text.ocr, text.formats)
+    ocr = anpr.build_ocr(text.ocr, text.formats, text.ocr_model)
 
     def run(detector) -> dict[str, float]:
         recognizer = anpr.PlateRecognizer(detector, ocr, min_score=text.min_score)

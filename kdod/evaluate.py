@@ -3,6 +3,7 @@ r"""COCO evaluation of a trained detector (pycocotools), and of plate reading wi
     python -m kdod.evaluate --model_dir=runs/tiny [--split=test] [--num_visualizations=8]
     python -m kdod.evaluate --exported=runs/tiny/export/model_int8.tflite [--split=test]
     python -m kdod.evaluate --model_dir=runs/tiny --ocr=rapidocr [--text_csv=truth.csv]
+    python -m kdod.evaluate --model_dir=runs/tiny --ocr=plate_ctc --ocr_model=runs/plate_ctc
 
 Without --gin_file, the run's own config (model_dir/config.gin) is used. Boxes
 are compared in the pixels of the original images. Results go to
@@ -41,6 +42,8 @@ flags.DEFINE_enum("runtime", "litert", ["litert", "tf"], "Interpreter for --expo
                   "LiteRT (ai-edge-litert) or TensorFlow's tf.lite.Interpreter.")
 flags.DEFINE_string("ocr", None, "Also measure plate reading with this OCR backend (a name in "
                     "kdod.OCR_BACKENDS, e.g. rapidocr); default: COCO metrics only.")
+flags.DEFINE_string("ocr_model", None, "With --ocr=plate_ctc: the recognizer, a run folder of "
+                    "python -m kdod.train_ocr or its plate_ctc.tflite.")
 flags.DEFINE_string("formats", None, "With --ocr: plate formats for correction, as in "
                     "kdod.recognize ('us', 'uk+us', 'synthetic' or 'LLDDLLL,DLLLDDD').")
 flags.DEFINE_string("text_csv", None, "With --ocr: plate text from this CSV of "
@@ -55,7 +58,7 @@ def text_evaluation():
     """The plate-reading request of the --ocr flags, or None without --ocr."""
     given = flags.FLAGS
     if not given.ocr:
-        stray = [f"--{name}" for name in ("formats", "text_csv", "max_text_images")
+        stray = [f"--{name}" for name in ("formats", "text_csv", "max_text_images", "ocr_model")
                  if given[name].value is not None]
         if stray:
             raise config.ConfigError(f"{', '.join(stray)} only apply with --ocr=<engine>.")
@@ -63,7 +66,7 @@ def text_evaluation():
     from kdod.eval_lib import TextEvaluation
 
     return TextEvaluation(given.ocr, given.formats, given.text_csv, given.max_text_images,
-                          given.min_score)
+                          given.min_score, given.ocr_model)
 
 
 def main(argv: list[str]) -> None:

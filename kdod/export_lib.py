@@ -1,4 +1,5 @@
-"""Exporting trained detectors for serving and edge devices (`kdod.exported` loads them back).
+"""Exporting trained detectors for serving and edge devices (`kdod.exported` loads them back),
+and the plate recognizer to TFLite (`convert_recognizer_tflite`; `kdod.train_ocr` writes it).
 
 Two forms, written into one export folder (default model_dir/export) with a
 ``label_map.pbtxt``, the run's ``config.gin`` and the anchors beside them:
@@ -28,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import gin
+import keras
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -141,13 +143,47 @@ def convert_tflite(detector: Detector, quantize: str = "float32",
     # int8 calibrates a float input in [0, 255] so the uint8 input's scale comes out ~1; the
     # float models cast a uint8 input themselves.
     dtype = tf.float32 if quantize == "int8" else tf.uint8
-    # Through a SavedModel: only that path gives the .tflite a signature (named in/outputs).
     module = NetworkModule(detector, dtype)
+    return _module_tflite(module, module.network, quantize, representative_data)
+
+
+def _module_tflite(module: tf.Module, function, quantize: str,
+                   representative_data: Callable[[], Iterator[list[np.ndarray]]] | None) -> bytes:
+    """A tf.Module's function as a TFLite flatbuffer. Through a SavedModel: only that path
+    gives the .tflite a signature (named inputs and outputs)."""
     with tempfile.TemporaryDirectory() as folder:
-        tf.saved_model.save(module, folder, signatures={SIGNATURE_KEY: module.network})
+        tf.saved_model.save(module, folder, signatures={SIGNATURE_KEY: function})
         converter = tf.lite.TFLiteConverter.from_saved_model(folder, [SIGNATURE_KEY])
         _configure(converter, quantize, representative_data)
         return converter.convert()
+
+
+class RecognizerModule(tf.Module):
+    """crops uint8 [1, H, W, 3] -> logits [1, frames, classes]: the plate recognizer's TFLite."""
+
+    def __init__(self, recognizer: keras.Model):
+        super().__init__()
+        self.recognizer_variables = tf_variables(recognizer)
+        _, height, width, channels = recognizer.input_shape
+
+        @tf.function(input_signature=[tf.TensorSpec([1, height, width, channels], tf.uint8,
+                                                    name="crops")])
+        def read(crops):
+            return {"logits": recognizer(tf.cast(crops, tf.float32), training=False)}
+
+        self.read = read
+
+
+def convert_recognizer_tflite(recognizer: keras.Model, quantize: str = "float32") -> bytes:
+    """A plate recognizer (`kdod.ocr.recognizer`) as a TFLite flatbuffer, uint8 crops in.
+
+    float32, float16 or dynamic (int8 weights): int8 activations would need calibration crops.
+    """
+    if quantize not in QUANTIZATIONS[:3]:
+        raise ExportError(f"A recognizer exports as {', '.join(QUANTIZATIONS[:3])}; got "
+                          f"{quantize!r}.")
+    module = RecognizerModule(recognizer)
+    return _module_tflite(module, module.read, quantize, None)
 
 
 def _configure(converter: tf.lite.TFLiteConverter, quantize: str,

@@ -1,6 +1,7 @@
 r"""Reads licence plates in images, folders and videos with a trained detector and an OCR engine.
 
     python -m kdod.recognize --model_dir=runs/tiny --ocr=easyocr photos/ car.jpg [clip.mp4]
+    python -m kdod.recognize --model_dir=runs/tiny --ocr=plate_ctc --ocr_model=runs/plate_ctc x/
 
 Writes <output_dir>/plates.jsonl, one JSON line per plate
 ({"file", "frame", "box": [xmin, ymin, xmax, ymax] pixels, "score", "text", "text_score"}), and
@@ -27,6 +28,8 @@ from kdod.errors import KdodError
 flags.adopt_module_key_flags(config)
 
 flags.DEFINE_string("ocr", "easyocr", "OCR backend: a name in kdod.OCR_BACKENDS.")
+flags.DEFINE_string("ocr_model", None, "With --ocr=plate_ctc: the recognizer, a run folder of "
+                    "python -m kdod.train_ocr or its plate_ctc.tflite.")
 flags.DEFINE_string("formats", None, "Plate formats for correction: a region of "
                     "kdod.ocr.plate_text.PLATE_FORMATS ('us', 'uk+us') or patterns "
                     "like 'LLDDLLL,DLLLDDD' (L letter, D digit).")
@@ -158,7 +161,7 @@ def main(argv: list[str]) -> None:
     from kdod import eval_lib  # After flag parsing: TensorFlow loads slowly.
     from kdod.ocr import anpr
 
-    ocr = anpr.build_ocr(flags.FLAGS.ocr, flags.FLAGS.formats)
+    ocr = anpr.build_ocr(flags.FLAGS.ocr, flags.FLAGS.formats, flags.FLAGS.ocr_model)
     recognizer = anpr.PlateRecognizer(eval_lib.load_trained(model_dir), ocr,
                                       min_score=flags.FLAGS.min_score)
     output_dir = Path(flags.FLAGS.output_dir)

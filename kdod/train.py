@@ -26,18 +26,14 @@ flags.adopt_module_key_flags(distribute)  # ... and --strategy, --tpu.
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise config.ConfigError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    if not flags.FLAGS.model_dir:
-        raise config.ConfigError("--model_dir is required: where checkpoints and logs go.")
-    config.check_output_folder("--model_dir", flags.FLAGS.model_dir)
+    model_dir = config.training_model_dir(argv)
     # Before gin loads the modules: multi-worker collectives must be set up before TensorFlow
     # runs anything.
     strategy = distribute.strategy_from_flags()
     config.parse_flags_gin()
     from kdod.train_lib import train  # After flag parsing: TensorFlow loads slowly.
 
-    train(flags.FLAGS.model_dir, strategy=strategy)
+    train(model_dir, strategy=strategy)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import gin
@@ -88,15 +88,22 @@ class CheckpointAndGuard(keras.callbacks.Callback):
     disk is the last good one.
     """
 
-    def __init__(self, model_dir: str | Path, keep: int, last_step: int, save: bool = True):
+    def __init__(self, model_dir: str | Path, keep: int, last_step: int, save: bool = True,
+                 loss_key: str = "total",
+                 save_network: Callable[[keras.Model], Path] | None = None):
         super().__init__()
         self.model_dir, self.keep, self.last_step = model_dir, keep, last_step
         self.save = save  # False on the workers of a strategy other than the chief.
+        self.loss_key = loss_key  # the logged loss that must stay finite
+        # Writes the trained network alone beside the checkpoint; default: a Distiller's or
+        # Detector's detector.
+        self.save_network = save_network or (lambda model: checkpoints.save_detector(
+            model.exported_detector(), model_dir))
         self.bad_step: int | None = None
 
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
-        if not math.isfinite(float((logs or {}).get("total", 0.0))):
+        if not math.isfinite(float((logs or {}).get(self.loss_key, 0.0))):
             self.bad_step = step
         if self.bad_step is not None or step >= self.last_step:
             self.model.stop_training = True
@@ -105,8 +112,7 @@ class CheckpointAndGuard(keras.callbacks.Callback):
         if self.bad_step is None and self.save:
             step = int(self.model.optimizer.iterations.numpy())
             path = checkpoints.save_checkpoint(self.model, self.model_dir, step, self.keep)
-            checkpoints.save_detector(self.model.exported_detector(), self.model_dir)
-            logging.info("Saved %s and the detector's weights", path)
+            logging.info("Saved %s and %s", path, self.save_network(self.model))
 
     def raise_if_failed(self) -> None:
         if self.bad_step is not None:

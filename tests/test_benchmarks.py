@@ -135,3 +135,22 @@ def test_the_entry_point_names_the_benchmarks_when_given_no_known_one(argv):
     assert "Traceback" not in result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert all(name in line for name in NAMES), line
+
+
+def test_ocr_verdicts_pick_the_best_engine_and_check_plate_ctc_targets():
+    from kdod.benchmarks import ocr
+
+    def engine(exact, ms, mb):
+        modes = {"selected": {"exact_match": exact}, "selected_formats": {"exact_match": exact}}
+        return {"clean": {**modes, "ms_per_plate": ms}, "model_mb": mb}
+
+    verdicts = ocr._verdicts({"rapidocr": engine(0.96, 30.0, 15.6), "tesseract": {
+        "unavailable": "not installed"}, "plate_ctc": engine(0.985, 2.0, 1.2)})
+    assert verdicts["best_engine_clean"] == "plate_ctc" and verdicts["meets_target"]
+    assert verdicts["plate_ctc"] == {
+        "clean_exact_match": 0.985, "ms_per_plate": 2.0, "model_mb": 1.2,
+        "targets": {"clean_exact_match_min": 0.98, "ms_per_plate_max (1 core)": 5.0,
+                    "model_mb_max": 5.0}, "plate_ctc_meets_targets": True}
+    slow = ocr._verdicts({"plate_ctc": engine(0.99, 5.5, 1.2)})
+    assert not slow["plate_ctc"]["plate_ctc_meets_targets"]
+    assert ocr._verdicts({})["plate_ctc"]["plate_ctc_meets_targets"] is False

@@ -34,6 +34,8 @@ class BenchmarkOptions:
       student_steps: distill and export: training steps of each student.
       bindings: gin bindings added to every run of the benchmarks that train recipes
         (real: e.g. another test set, ``REAL_TEST = ('number_plates', 'test', 1.0)``).
+      ocr_model: ocr: plate_ctc's recognizer (a kdod.train_ocr run folder or .tflite).
+      text_csv: ocr: real plate crops of known text, a CSV of filename,plate_text rows.
     """
 
     output: Path | None = None
@@ -43,6 +45,8 @@ class BenchmarkOptions:
     teacher_steps: int = 1000
     student_steps: int = 600
     bindings: tuple[str, ...] = ()
+    ocr_model: str | None = None
+    text_csv: str | None = None
 
     def output_path(self, name: str) -> Path:
         return self.output or Path(f"benchmarks/{name}.json")

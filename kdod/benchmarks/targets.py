@@ -58,6 +58,11 @@ TARGETS: dict[str, TargetGroup] = {
     "ocr": TargetGroup(
         (Target("target_clean_exact_match", "best_clean_exact_match", ">=", 0.95),),
         verdict="meets_target", listed_under=None),
+    "ocr_plate_ctc": TargetGroup(
+        (Target("clean_exact_match_min", "clean_exact_match", ">=", 0.98),
+         Target("ms_per_plate_max (1 core)", "ms_per_plate", "<=", 5.0),
+         Target("model_mb_max", "model_mb", "<=", 5.0)),
+        verdict="plate_ctc_meets_targets"),
     "export": TargetGroup(
         (Target("int8_AP_loss_points_max", "student_int8_AP_loss_points", "<=", 1.0),
          Target("int8_speedup_min", "student_int8_speedup_vs_keras_float32", ">=", 2.0),

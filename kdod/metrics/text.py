@@ -7,7 +7,6 @@ plate's. Texts are compared after `kdod.ocr.plate_text.normalize_text`.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import time
 from collections.abc import Sequence
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from kdod.errors import KdodError
+from kdod.files import filename_text_rows
 from kdod.ocr import base
 from kdod.ocr.plate_text import normalize_text
 
@@ -103,14 +103,8 @@ def read_text_csv(path: str | Path) -> dict[str, list[str]]:
     if not Path(path).is_file():
         raise KdodError(f"No plate-text CSV at {path}: give a file of filename,plate_text rows.")
     truth: dict[str, list[str]] = {}
-    with open(path, newline="", encoding="utf-8") as handle:
-        for number, row in enumerate(csv.reader(handle), 1):
-            if not row or (number == 1 and [c.strip().lower() for c in row[:2]]
-                           == ["filename", "plate_text"]):
-                continue
-            if len(row) < 2:
-                raise KdodError(f"{path}:{number}: expected 'filename,plate_text', got {row}.")
-            truth.setdefault(row[0].strip(), []).append(normalize_text(row[1]))
+    for _, filename, text in filename_text_rows(path, KdodError):
+        truth.setdefault(filename, []).append(normalize_text(text))
     return truth
 
 

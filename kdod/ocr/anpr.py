@@ -37,15 +37,24 @@ class PlateResult:
                 round(ymax * height, 1)]
 
 
-def build_ocr(name: str, formats: str | None = None) -> OcrBackend:
+TRAINED_ENGINES = ("plate_ctc",)  # backends that read a model kdod trained (`model=`)
+
+
+def build_ocr(name: str, formats: str | None = None, model: str | None = None) -> OcrBackend:
     """The OCR backend `name` of `kdod.OCR_BACKENDS`.
 
     `formats` is a region of `plate_text.PLATE_FORMATS` ('us', 'uk+us') or comma-separated
     patterns ('LLDDLLL,DLLLDDD'); without it, gin's `ReadOptions.formats` (if bound) applies.
+    `model` is the trained model of an engine of TRAINED_ENGINES (e.g. plate_ctc's run
+    folder); without it, gin's binding (``plate_ctc.model``) applies.
     """
     chosen = {"formats": formats.split(",") if "," in formats else formats} if formats else {}
+    if model is not None and name not in TRAINED_ENGINES:
+        raise KdodError(f"--ocr_model applies to the trained OCR engines "
+                        f"({', '.join(TRAINED_ENGINES)}), not {name!r}.")
+    extra = {"model": model} if model is not None else {}
     try:
-        return registry.OCR_BACKENDS.build(name, options=ReadOptions(**chosen))
+        return registry.OCR_BACKENDS.build(name, options=ReadOptions(**chosen), **extra)
     except ValueError as error:
         raise KdodError(str(error)) from None
 

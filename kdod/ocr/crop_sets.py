@@ -1,0 +1,139 @@
+"""Crops of known text for the plate recognizer: rendered (synthetic) or a user's labelled crops.
+
+    images, labels = synthetic_crops(1000, seed=0, split="train", height=48, width=144)
+    crops = read_crop_csv("my_plates/labels.csv")   # rows: filename,plate_text
+
+Both give crops fitted to the recognizer's input (`plate_ctc.fit_crop`) and CTC labels
+(`ctc.encode`). A CSV names image files relative to its own folder; a header row
+``filename,plate_text`` is allowed. Plate text is upper-cased and spaces and dashes dropped;
+a row whose text then holds anything but A-Z0-9 (or is empty, or longer than
+`ctc.MAX_LABEL_LENGTH`) is left out and counted in a warning, or, with ``bad_text="refuse"``,
+is an error naming the line. A missing or unreadable image is always an error naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import zlib
+from pathlib import Path
+
+import numpy as np
+from absl import logging
+from PIL import Image, UnidentifiedImageError
+
+from kdod.errors import KdodError
+from kdod.files import filename_text_rows
+from kdod.ocr import ctc
+from kdod.ocr.plate_ctc import fit_crop
+from tfds_builders.synthetic_plates.crops import CropConfig, render_crop
+
+BAD_TEXT_CHOICES = ("skip", "refuse")
+SEPARATORS = " -"  # written between groups on plates, not part of the registration
+
+
+class CropSetError(KdodError):
+    """A crop CSV, or an image it names, cannot be used; the message names the file and line."""
+
+
+@dataclasses.dataclass
+class CropSet:
+    """Crops fitted to the recognizer's input, their labels and texts."""
+
+    images: np.ndarray  # uint8 [N, H, W, 3]
+    labels: np.ndarray  # int32 [N, ctc.MAX_LABEL_LENGTH]
+    texts: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def crop_seed(seed: int, split: str, index: int) -> int:
+    """A crop's seed, fixed by (seed, split name, index) and independent of the others."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(split.encode()), index])
+               .generate_state(1)[0])
+
+
+def rendered_crops(count: int, seed: int, split: str, crop_config: CropConfig | None = None
+                   ) -> tuple[list[np.ndarray], list[str]]:
+    """`count` crops of `split` as rendered (seeds from `crop_seed`), and their texts."""
+    rendered = [render_crop(crop_seed(seed, split, index), crop_config or CropConfig())
+                for index in range(count)]
+    return [image for image, _ in rendered], [text for _, text in rendered]
+
+
+def synthetic_crops(count: int, seed: int, split: str, height: int, width: int,
+                    crop_config: CropConfig | None = None) -> CropSet:
+    """`rendered_crops` fitted to the recognizer's height x width, with labels."""
+    return fitted_set(*rendered_crops(count, seed, split, crop_config), height, width)
+
+
+def fitted_set(crops: list[np.ndarray], texts: list[str], height: int, width: int) -> CropSet:
+    """A CropSet of crops fitted to the input size, with their encoded labels."""
+    images = np.zeros((len(crops), height, width, 3), np.uint8)
+    for index, crop in enumerate(crops):
+        images[index] = fit_crop(crop, height, width)
+    labels = np.stack([ctc.encode(text) for text in texts]) if texts else np.zeros(
+        (0, ctc.MAX_LABEL_LENGTH), np.int32)
+    return CropSet(images, labels.astype(np.int32), list(texts))
+
+
+def clean_text(text: str) -> str:
+    """The registration as labels hold it: upper case, separators (space, dash) dropped."""
+    return "".join(char for char in text.strip().upper() if char not in SEPARATORS)
+
+
+def label_problem(text: str) -> str | None:
+    """Why a cleaned text cannot be a label, or None when it can."""
+    if not text:
+        return "the plate text is empty"
+    if unknown := sorted({char for char in text if char not in ctc.ALPHABET}):
+        return f"characters outside A-Z0-9: {''.join(unknown)!r}"
+    if len(text) > ctc.MAX_LABEL_LENGTH:
+        return f"longer than {ctc.MAX_LABEL_LENGTH} characters"
+    return None
+
+
+def read_csv_rows(path: str | Path, bad_text: str = "skip") -> list[tuple[Path, str]]:
+    """(image path, cleaned text) of each usable row of a `filename,plate_text` CSV."""
+    if bad_text not in BAD_TEXT_CHOICES:
+        raise CropSetError(f"bad_text must be one of {', '.join(BAD_TEXT_CHOICES)}; got "
+                           f"{bad_text!r}.")
+    path = Path(path)
+    if not path.is_file():
+        raise CropSetError(f"No crop CSV at {path}: give a file of filename,plate_text rows "
+                           f"(file names relative to the CSV's folder).")
+    rows, skipped = [], []
+    for number, filename, raw in filename_text_rows(path, CropSetError):
+        text = clean_text(raw)
+        if problem := label_problem(text):
+            if bad_text == "refuse":
+                raise CropSetError(f"{path}:{number}: {raw!r}: {problem}. Fix the row, or "
+                                   f"leave such rows out with bad_text='skip'.")
+            skipped.append(f"line {number} ({raw!r}: {problem})")
+            continue
+        rows.append((path.parent / filename, text))
+    if skipped:
+        logging.warning("%s: %d of %d rows left out, their text cannot be a label: %s%s", path,
+                        len(skipped), len(skipped) + len(rows), "; ".join(skipped[:5]),
+                        " ..." if len(skipped) > 5 else "")
+    if not rows:
+        raise CropSetError(f"{path} has no usable filename,plate_text rows.")
+    return rows
+
+
+def load_crop(path: Path) -> np.ndarray:
+    """uint8 RGB pixels of a crop image; a CropSetError naming it when missing or unreadable."""
+    if not path.is_file():
+        raise CropSetError(f"{path} (named in the crop CSV) does not exist.")
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError) as error:
+        raise CropSetError(f"{path} (named in the crop CSV) cannot be read as an image: "
+                           f"{type(error).__name__}: {error}") from None
+
+
+def read_crop_csv(path: str | Path, bad_text: str = "skip") -> tuple[list[np.ndarray], list[str]]:
+    """The crops a CSV names, as read, and their cleaned texts (see the module docstring)."""
+    rows = read_csv_rows(path, bad_text)
+    return [load_crop(image) for image, _ in rows], [text for _, text in rows]

@@ -1,0 +1,117 @@
+"""The plate recognizer's network: a small CNN, a convolutional sequence layer and CTC frames.
+
+    gin:  RecognizerConfig.height = 48
+          RecognizerConfig.filters = (24, 48, 64, 96, 96)
+
+A crop is resized to ``height`` x ``width`` (stretched: plates are 2:1 to 5:1) and read as
+frames along its width (CTC, `kdod.ocr.ctc`). The CNN pools the image to 1/8 of its height and
+1/4 of its width. With ``two_lines`` the frames are three runs of the width: the top half of the
+plate, the whole plate and the bottom half, so a one-line plate is read in the middle run and a
+two-line plate top line first then bottom line; a global context vector (the feature map's
+mean) is added to every frame, so each frame knows which kind of plate it is in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gin
+import keras
+from keras import layers
+
+from kdod import config
+from kdod.ocr import ctc
+
+
+@gin.configurable(module="kdod.ocr")
+@dataclasses.dataclass(frozen=True)
+class RecognizerConfig:
+    """The network's shape.
+
+    Attributes:
+        height, width: the input crop size in pixels (multiples of 8 and 4).
+        filters: channels of the CNN's 3x3 convolutions; the first two are followed by 2x2
+            pooling and the third by 2x1 pooling (at least three).
+        sequence_filters, sequence_kernel, sequence_layers: the residual 1-D convolutions
+            along the frames.
+        two_lines: read two-line plates (three runs of frames, see the module docstring).
+        dropout: before each sequence convolution, in training.
+    """
+
+    height: int = 48
+    width: int = 144
+    filters: tuple[int, ...] = (24, 48, 64, 96, 96)
+    sequence_filters: int = 96
+    sequence_kernel: int = 5
+    sequence_layers: int = 2
+    two_lines: bool = True
+    dropout: float = 0.1
+
+    def __post_init__(self):
+        config.check_integer("RecognizerConfig.height", self.height, minimum=8)
+        config.check_integer("RecognizerConfig.width", self.width, minimum=4)
+        if self.height % 8 or self.width % 4:
+            raise config.ConfigError(f"RecognizerConfig.height must be a multiple of 8 and width "
+                                     f"of 4; got {self.height} x {self.width}.")
+        if len(self.filters) < 3:
+            raise config.ConfigError(f"RecognizerConfig.filters needs at least 3 entries; got "
+                                     f"{self.filters!r}.")
+        for name in ("sequence_filters", "sequence_kernel"):
+            config.check_integer(f"RecognizerConfig.{name}", getattr(self, name))
+        config.check_integer("RecognizerConfig.sequence_layers", self.sequence_layers, minimum=0)
+        config.check_number("RecognizerConfig.dropout", self.dropout, at_least=0, below=1)
+
+    @property
+    def frames(self) -> int:
+        """CTC frames per crop."""
+        return (3 if self.two_lines else 1) * self.width // 4
+
+
+POOLS = ((2, 2), (2, 2), (2, 1))  # after the first three convolutions
+
+
+def _conv_block(x, filters: int, index: int):
+    x = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"conv{index}")(x)
+    x = layers.BatchNormalization(name=f"bn{index}")(x)
+    x = layers.ReLU(name=f"relu{index}")(x)
+    if index < len(POOLS):
+        x = layers.MaxPooling2D(POOLS[index], name=f"pool{index}")(x)
+    return x
+
+
+def _frames(features, rows: tuple[int, int], filters: int, name: str):
+    """The rows [start, stop) of the feature map collapsed into one frame per column."""
+    start, stop = rows
+    total = features.shape[1]
+    if (start, stop) != (0, total):
+        features = layers.Cropping2D(((start, total - stop), (0, 0)), name=f"{name}_rows")(features)
+    collapsed = layers.Conv2D(filters, (stop - start, 1), activation="relu", name=name)(features)
+    return layers.Reshape((features.shape[2], filters), name=f"{name}_frames")(collapsed)
+
+
+def build_recognizer(recognizer: RecognizerConfig | None = None) -> keras.Model:
+    """images float32 [B, height, width, 3] in 0..255 -> logits [B, frames, ctc.NUM_CLASSES]."""
+    spec = recognizer or RecognizerConfig()
+    images = keras.Input((spec.height, spec.width, 3), name="images")
+    x = layers.Rescaling(1 / 127.5, offset=-1.0, name="scale")(images)
+    for index, filters in enumerate(spec.filters):
+        x = _conv_block(x, filters, index)
+    rows, width = x.shape[1], spec.sequence_filters
+    middle = _frames(x, (0, rows), width, "whole")
+    if spec.two_lines:
+        half = rows // 2
+        runs = [_frames(x, (0, half), width, "top"), middle, _frames(x, (half, rows), width,
+                                                                     "bottom")]
+        sequence = layers.Concatenate(axis=1, name="runs")(runs)
+    else:
+        sequence = middle
+    context = layers.Dense(width, name="context")(layers.GlobalAveragePooling2D(name="mean")(x))
+    context = layers.RepeatVector(sequence.shape[1], name="context_frames")(context)
+    sequence = layers.Add(name="with_context")([sequence, context])
+    for index in range(spec.sequence_layers):
+        step = layers.Dropout(spec.dropout, name=f"drop{index}")(sequence)
+        step = layers.Conv1D(width, spec.sequence_kernel, padding="same", activation="relu",
+                             name=f"sequence{index}")(step)
+        sequence = layers.Add(name=f"residual{index}")([sequence, step])
+    logits = layers.Dense(ctc.NUM_CLASSES, name="logits")(sequence)
+    return keras.Model(images, logits, name="plate_ctc")

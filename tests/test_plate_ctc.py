@@ -1,0 +1,233 @@
+"""kdod's plate recognizer: CTC labels and decoding (hand-made frames), the network, its
+training (checkpoints, resume, fine-tuning on a CSV of crops), the TFLite backend, and the
+rendered training crops."""
+
+import math
+
+import gin
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from kdod import checkpoints, config, registry
+from kdod.errors import KdodError
+from kdod.metrics.text import edit_distance
+from kdod.ocr import anpr, crop_sets, ctc, plate_ctc
+from kdod.ocr.base import OcrSetupError
+from kdod.ocr.recognizer import RecognizerConfig, build_recognizer
+from tfds_builders.synthetic_plates.crops import LAYOUTS, CropConfig, render_crop
+
+# ---------------------------------------------------------------- CTC by hand
+
+
+def frames(sequence: str, peak: float = 0.9) -> np.ndarray:
+    """Logits [T, classes] whose softmax puts `peak` on each frame's class ('-' is the blank)."""
+    logits = np.zeros((len(sequence), ctc.NUM_CLASSES))
+    rest = (1 - peak) / (ctc.NUM_CLASSES - 1)
+    for t, char in enumerate(sequence):
+        logits[t, :] = math.log(rest)
+        logits[t, ctc.BLANK if char == "-" else ctc.ALPHABET.index(char) + 1] = math.log(peak)
+    return logits
+
+
+@pytest.mark.parametrize("sequence, text", [
+    ("A-A-AC", "AAAC"),  # repeats kept: a blank between their runs
+    ("10-0A-A-A", "100AAA"),
+    ("AA-AAC", "AAC"),  # no blank: one run, one character
+    ("--7--BB-C--", "7BC"),
+])
+def test_greedy_decoding_merges_runs_and_keeps_repeats_split_by_blanks(sequence, text):
+    assert ctc.greedy_decode(frames(sequence))[0] == text
+
+
+def test_score_is_the_least_sure_character():
+    logits = frames("A-B")
+    logits[2] = frames("B", 0.6)[0]
+    text, score = ctc.greedy_decode(logits)
+    assert text == "AB" and score == pytest.approx(0.6)
+    assert ctc.greedy_decode(frames("----")) == ("", 0.0)
+
+
+def test_labels_round_trip_and_refuse_other_characters():
+    label = ctc.encode("AB12")
+    assert label.tolist() == [1, 2, 28, 29, 0, 0, 0, 0, 0, 0]  # A=1, B=2, 1=28, 2=29, blanks
+    assert ctc.decode(label) == "AB12"
+    with pytest.raises(ctc.LabelError, match="'-ab'"):
+        ctc.encode("Ab-1a")
+    with pytest.raises(ctc.LabelError, match="longer than 10"):
+        ctc.encode("A" * 11)
+
+
+def test_keras_ctc_loss_matches_the_hand_computed_path_sum():
+    """Two frames, uniform over 37 classes, label "A": paths AA, A-, -A each have probability
+    1/37^2, so the loss is -log(3 / 37^2)."""
+    logits = np.zeros((1, 2, ctc.NUM_CLASSES), np.float32)
+    loss = keras.losses.ctc(ctc.encode("A")[None], logits)
+    assert float(loss[0]) == pytest.approx(-math.log(3 / 37**2), rel=1e-5)
+
+
+# ---------------------------------------------------------------- the network
+
+TINY = RecognizerConfig(height=16, width=64, filters=(8, 8, 8), sequence_filters=8,
+                        sequence_layers=1)
+
+
+@pytest.mark.parametrize("two_lines, frames_", [(True, 48), (False, 16)])
+def test_network_reads_width_over_4_frames_per_run(two_lines, frames_):
+    spec = RecognizerConfig(height=16, width=64, filters=(8, 8, 8), sequence_filters=8,
+                            two_lines=two_lines)
+    model = build_recognizer(spec)
+    assert spec.frames == frames_
+    assert model(np.zeros((2, 16, 64, 3), np.float32)).shape == (2, frames_, ctc.NUM_CLASSES)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"height": 20}, "multiple of 8"), ({"filters": (8, 8)}, "at least 3"),
+    ({"dropout": 1.0}, "RecognizerConfig.dropout")])
+def test_bad_network_settings_name_the_binding(settings, message):
+    with pytest.raises(config.ConfigError, match=message):
+        RecognizerConfig(**settings)
+
+
+# ---------------------------------------------------------------- training and the backend
+
+TRAIN = ["train_ocr.batch_size = 8", "train_ocr.eval_crops = 4", "train_ocr.log_every = 1",
+         "make_optimizer.name = 'adam'", "make_optimizer.learning_rate = 0.003",
+         "make_optimizer.warmup_steps = 10", "RecognizerConfig.height = 16",
+         "RecognizerConfig.width = 64", "RecognizerConfig.filters = (16, 16, 32)",
+         "RecognizerConfig.sequence_filters = 32", "RecognizerConfig.sequence_layers = 1",
+         "RecognizerConfig.dropout = 0.0"]
+
+
+def train(model_dir, *bindings):
+    from kdod.train_ocr_lib import train_ocr
+
+    gin.clear_config()
+    config.parse_gin([], [*TRAIN, *bindings])
+    return train_ocr(str(model_dir))
+
+
+def write_crop_csv(folder, count, texts=None, extra_rows=()):
+    """`count` rendered US plates saved as PNGs in folder/crops and a CSV naming them relative
+    to its folder, with their registrations (or `texts`)."""
+    (folder / "crops").mkdir(parents=True)
+    rows, registrations = ["filename,plate_text"], []
+    for index in range(count):
+        image, text = render_crop(index, CropConfig(layouts=("us",)).clean())
+        Image.fromarray(image).save(folder / "crops" / f"{index}.png")
+        rows.append(f"crops/{index}.png,{texts[index] if texts else text}")
+        registrations.append(text)
+    path = folder / "labels.csv"
+    path.write_text("\n".join([*rows, *extra_rows]) + "\n")
+    return path, registrations
+
+
+def test_train_resume_export_and_read(tmp_path, clean_gin):
+    run = tmp_path / "run"
+    train(run, "train_ocr.steps = 3", "train_ocr.checkpoint_every = 3", "train_ocr.crops = 16")
+    assert [p.name for p in checkpoints.checkpoint_paths(run)] == ["ckpt-3.weights.h5"]
+    model = train(run, "train_ocr.steps = 5", "train_ocr.checkpoint_every = 3",
+                  "train_ocr.crops = 16")
+    assert int(model.optimizer.iterations.numpy()) == 5  # resumed at 3, stopped at 5 exactly
+    assert [p.name for p in checkpoints.checkpoint_paths(run)] == ["ckpt-3.weights.h5",
+                                                                  "ckpt-5.weights.h5"]
+    for name in ("plate_ctc.tflite", "recognizer.weights.h5", "metrics.json",
+                 config.OPERATIVE_CONFIG):
+        assert (run / name).is_file(), name
+    assert list((run / "logs").rglob("events.out.tfevents*"))
+    reader = anpr.build_ocr("plate_ctc", model=str(run))
+    reads = reader.read([np.zeros((20, 70, 3), np.uint8), np.full((9, 30, 3), 200, np.uint8)])
+    assert len(reads) == 2 and all(set(r.text) <= set(ctc.ALPHABET) for r in reads)
+    # The export computes what the Keras network does: the same frames, decoded.
+    crop = render_crop(0, CropConfig().clean())[0]
+    fitted = plate_ctc.fit_crop(crop, 16, 64)[None].astype(np.float32)
+    expected = ctc.greedy_decode(np.asarray(model(fitted, training=False))[0])
+    assert reader.read_crop(crop)[0] == expected[0]
+
+
+def test_fine_tuning_on_a_crop_csv_learns_its_plates(tmp_path, clean_gin):
+    """Started from a run that reads none of them, on a user's CSV alone: after training it
+    reads the four plates nearly right (character error rate) and most of them exactly.
+
+    Not all four exactly: from a barely trained base the recognizer still drops a repeated
+    character now and then (issue 12, open), and the test must not depend on that luck."""
+    csv_path, texts = write_crop_csv(tmp_path / "mine", 4)
+    bigger = ["RecognizerConfig.height = 32", "RecognizerConfig.width = 96",
+              "train_ocr.deterministic = True"]
+    base = tmp_path / "base"
+    train(base, *bigger, "train_ocr.steps = 2", "train_ocr.crops = 16", "train_ocr.eval_crops = 0")
+    crops, _ = crop_sets.read_crop_csv(csv_path)
+    untrained = plate_ctc.PlateCtcBackend(str(base / "plate_ctc.tflite"))
+    assert _character_error_rate(untrained.read(crops), texts) > 0.5
+    run = tmp_path / "mine_run"
+    train(run, *bigger, "train_ocr.steps = 600", "train_ocr.checkpoint_every = 600",
+          "train_ocr.crops = 0", f"train_ocr.text_csv = '{csv_path}'", "train_ocr.csv_share = 1.0",
+          "train_ocr.csv_holdout = 0.0", f"train_ocr.init_from = '{base}'",
+          "make_optimizer.learning_rate = 0.01")
+    reads = plate_ctc.PlateCtcBackend(str(run / "plate_ctc.tflite")).read(crops)
+    assert _character_error_rate(reads, texts) < 0.15, [read.text for read in reads]
+    assert sum(read.text == text for read, text in zip(reads, texts)) >= 2
+
+
+def _character_error_rate(reads, texts: list[str]) -> float:
+    errors = sum(edit_distance(read.text, text) for read, text in zip(reads, texts))
+    return errors / sum(len(text) for text in texts)
+
+
+def test_backend_says_how_to_train_when_the_model_is_missing(tmp_path):
+    with pytest.raises(OcrSetupError, match="python -m kdod.train_ocr"):
+        registry.OCR_BACKENDS.build("plate_ctc")
+    with pytest.raises(OcrSetupError, match="No plate recognizer at .*plate_ctc.tflite"):
+        anpr.build_ocr("plate_ctc", model=str(tmp_path))
+    with pytest.raises(KdodError, match="--ocr_model applies to the trained OCR engines"):
+        anpr.build_ocr("rapidocr", model=str(tmp_path))
+
+
+# ---------------------------------------------------------------- crop CSVs
+
+
+def test_csv_rows_are_cleaned_and_bad_text_skipped_or_refused(tmp_path, caplog):
+    path, _ = write_crop_csv(tmp_path, 2, texts=["ab-123", "7 XYZ"],
+                             extra_rows=["crops/0.png,ÄB1", "crops/1.png,", "crops/0.png,A*B"])
+    crops, texts = crop_sets.read_crop_csv(path)
+    assert texts == ["AB123", "7XYZ"] and len(crops) == 2 and crops[0].ndim == 3
+    assert "3 of 5 rows left out" in caplog.text and "line 4" in caplog.text
+    with pytest.raises(crop_sets.CropSetError, match=r"labels.csv:4: 'ÄB1': characters outside"):
+        crop_sets.read_crop_csv(path, bad_text="refuse")
+
+
+def test_csv_errors_name_the_file(tmp_path):
+    with pytest.raises(crop_sets.CropSetError, match="No crop CSV at .*none.csv"):
+        crop_sets.read_crop_csv(tmp_path / "none.csv")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "a.csv").write_text("missing.png,AB12\n")
+    (tmp_path / "b.csv").write_text("broken.png,AB12\n")
+    with pytest.raises(crop_sets.CropSetError, match="missing.png .*does not exist"):
+        crop_sets.read_crop_csv(tmp_path / "a.csv")
+    with pytest.raises(crop_sets.CropSetError, match="broken.png .*cannot be read as an image"):
+        crop_sets.read_crop_csv(tmp_path / "b.csv")
+
+
+# ---------------------------------------------------------------- rendered crops
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_crops_are_reproducible_and_labelled_in_the_alphabet(layout):
+    config_ = CropConfig(layouts=(layout,))
+    for seed in range(4):
+        image, text = render_crop(seed, config_)
+        again, same = render_crop(seed, config_)
+        assert np.array_equal(image, again) and text == same
+        assert image.dtype == np.uint8 and image.shape[2] == 3 and image.shape[0] >= 8
+        assert 2 <= len(text) <= ctc.MAX_LABEL_LENGTH and set(text) <= set(ctc.ALPHABET)
+    assert render_crop(0, config_)[0].tobytes() != render_crop(1, config_)[0].tobytes()
+
+
+def test_clean_crops_keep_the_plate_and_drop_the_camera():
+    _, text = render_crop(3, CropConfig())
+    clean, same = render_crop(3, CropConfig().clean())
+    assert text == same
+    assert clean.shape[0] >= 100  # drawn 100 px high, no resolution change
+    with pytest.raises(KdodError, match="unknown \\['three_line'\\]"):
+        CropConfig(layouts=("three_line",))
