@@ -8,6 +8,7 @@ r"""Benchmarks; each writes its numbers to a JSON file (default benchmarks/<name
     python -m kdod.benchmark export     # size, latency and AP of Keras/SavedModel/TFLite forms
     python -m kdod.benchmark real       # teacher / student / distilled on real plates, seeds
     python -m kdod.benchmark losses     # every distillation loss and the best pair, AP gain/cost
+    python -m kdod.benchmark scale      # teacher cache: step time, AP vs online, size; mirrored
 
 Several names run one after the other. The benchmarks live in `kdod.benchmarks`, their targets
 in `kdod.benchmarks.targets`; speed targets are checked there, never in timed tests.
@@ -31,11 +32,11 @@ _DEFAULTS = BenchmarkOptions()
 flags.DEFINE_string("output", None, "JSON file for the results (default benchmarks/<name>.json).")
 flags.DEFINE_string("data_dir", _DEFAULTS.data_dir, "TFDS data_dir (default: TFDS's own).")
 flags.DEFINE_integer("num_batches", _DEFAULTS.num_batches, "Batches timed for throughput numbers.")
-flags.DEFINE_integer("seeds", _DEFAULTS.seeds, "distill, real, losses: seeds per model.")
+flags.DEFINE_integer("seeds", _DEFAULTS.seeds, "distill, real, losses, scale: seeds per model.")
 flags.DEFINE_integer("teacher_steps", _DEFAULTS.teacher_steps,
-                     "distill, export, losses (synthetic): training steps of each teacher.")
+                     "distill, export, losses (synthetic), scale: training steps of each teacher.")
 flags.DEFINE_integer("student_steps", _DEFAULTS.student_steps,
-                     "distill, export, losses (synthetic): training steps of each student.")
+                     "distill, export, losses (synthetic), scale: training steps of each student.")
 flags.DEFINE_string("ocr_model", None, "ocr: plate_ctc's recognizer, a run folder of python -m "
                     "kdod.train_ocr or its plate_ctc.tflite (without it plate_ctc is skipped).")
 flags.DEFINE_string("text_csv", None, "ocr: also read these real plate crops, a CSV of "

@@ -219,7 +219,8 @@ def train(model_dir: str, steps: int = 1000, checkpoint_every: int = 200, keep_c
         model.compile(optimizer=make_optimizer(total_steps=steps), jit_compile=False)
     if sync_batch_norm and distribute.replicas(strategy) > 1:
         synchronize_batch_norm(model)
-    dataset, first_batch = _training_data(model.image_size, seed, strategy)
+    teacher_cache = distillation.teacher_cache if distillation else None
+    dataset, first_batch = _training_data(model.image_size, seed, strategy, teacher_cache)
     with distribute.scope(strategy):
         model(first_batch["image"][:1])  # Build the weights before restoring into them.
         start = checkpoints.restore_latest(model, model_dir)
@@ -273,16 +274,17 @@ def synchronize_batch_norm(model: keras.Model) -> None:
             layer.synchronized = True
 
 
-def _training_data(image_size: int, seed: int, strategy: tf.distribute.Strategy | None
+def _training_data(image_size: int, seed: int, strategy: tf.distribute.Strategy | None,
+                   teacher_cache: str | None = None
                    ) -> tuple[tf.data.Dataset | Iterator, dict[str, tf.Tensor]]:
     """The training batches for `fit` (a dataset) or `strategy_loop` (an iterator over the
     strategy's distributed dataset), and a batch of this worker's images (for building and
-    image summaries)."""
+    image summaries). With `teacher_cache` they are the cache's examples and teacher outputs."""
 
     def pipeline(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         with gin.config_scope("train"):
             return input_pipeline(training=True, image_size=image_size, seed=seed,
-                                  input_context=input_context)
+                                  input_context=input_context, teacher_cache=teacher_cache)
 
     if strategy is None:
         dataset = pipeline()

@@ -3,6 +3,7 @@
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -154,3 +155,31 @@ def test_ocr_verdicts_pick_the_best_engine_and_check_plate_ctc_targets():
     slow = ocr._verdicts({"plate_ctc": engine(0.99, 5.5, 1.2)})
     assert not slow["plate_ctc"]["plate_ctc_meets_targets"]
     assert ocr._verdicts({})["plate_ctc"]["plate_ctc_meets_targets"] is False
+
+
+def test_scale_summary_compares_cached_with_online_distillation_and_checks_the_step_ratio():
+    from kdod.benchmarks import scale
+
+    timing = {"student_step_s": 0.2, "cached_step_s": 0.21, "online_step_s": 0.3,
+              "cached_step_ratio": 1.05, "online_step_ratio": 1.5}
+    mirrored = {"default_images_per_s": 10.0, "mirrored_images_per_s": 15.0, "speedup": 1.5}
+    summary = scale.summary({"cached": [0.40, 0.42], "online": [0.41, 0.43]}, timing,
+                            2.5e5, mirrored)
+    assert summary["cached_minus_online_AP_points"] == pytest.approx(-1.0)
+    assert summary["AP"]["cached"]["std"] == pytest.approx(0.01) and summary["seeds"] == 2
+    assert summary["cache_MB_per_image"] == pytest.approx(0.25)
+    assert (summary["cached_step_ratio_max"], summary["meets_target"]) == (1.1, True)
+    slow = scale.summary({"cached": [0.4], "online": [0.4]},
+                         {**timing, "cached_step_ratio": 1.2}, 2.5e5, mirrored)
+    assert slow["meets_target"] is False
+
+
+def test_scale_runs_distill_from_the_cache_only_when_given_one():
+    from kdod.benchmarks import scale
+
+    options = BenchmarkOptions(student_steps=7, bindings=("train.log_every = 1",))
+    online = scale.bindings(options, 2, Path("t"))
+    cached = scale.bindings(options, 2, Path("t"), Path("c"))
+    assert cached == [*online, "DistillerConfig.teacher_cache = 'c'"]
+    assert {"train.seed = 2", "train.steps = 7", "train.log_every = 1",
+            "DistillerConfig.teacher_dir = 't'"} <= set(online)

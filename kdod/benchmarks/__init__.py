@@ -7,6 +7,7 @@
     export.py     size, latency and AP of the Keras, SavedModel and TFLite forms
     real.py       teacher / student alone / distilled students on the real car_plates split
     losses.py     every distillation loss alone and the best pair, real and synthetic plates
+    scale.py      teacher cache vs online distillation: step time, AP, size; MirroredStrategy
     study.py      runs of such studies, recorded in the results file as they finish
     targets.py    every target, in one table; common.py: options and shared helpers
 
@@ -22,7 +23,7 @@ from collections.abc import Callable
 
 from kdod.benchmarks.common import BenchmarkOptions
 
-NAMES = ("data", "detector", "distill", "ocr", "export", "real", "losses")
+NAMES = ("data", "detector", "distill", "ocr", "export", "real", "losses", "scale")
 
 
 def _lazy_run(name: str) -> Callable[[BenchmarkOptions], dict]:

@@ -30,6 +30,7 @@ import tensorflow_datasets as tfds
 from kdod import config
 from kdod.data import augment as augment_lib
 from kdod.data import tfod
+from kdod.distill import cache
 from kdod.errors import KdodError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -174,6 +175,7 @@ def input_pipeline(
     data_dir: str | None = None,
     split: str | None = None,
     input_context: tf.distribute.InputContext | None = None,
+    teacher_cache: str | None = None,
 ) -> tf.data.Dataset:
     """Batches for training (shuffled, augmented, repeated) or evaluation (letterboxed, once).
 
@@ -183,13 +185,17 @@ def input_pipeline(
     `input_context` (from `strategy.distribute_datasets_from_function`) makes this the
     pipeline of one worker: `batch_size` stays the global batch, each replica gets its share,
     and the examples of every source are sharded over the workers' pipelines.
+
+    `teacher_cache` (a folder of kdod.distill.cache, for training) replaces the sources: its
+    examples, augmented when the cache was made, come with the teacher's outputs on them.
     """
     _check_settings(sources, image_size, batch_size, max_boxes, shuffle_buffer)
     shards = input_context.num_input_pipelines if input_context else 1
     # Sharding after reading needs the files in the same order on every worker.
-    datasets = [_shard(load_examples(name, split or source_split, data_dir,
-                                     shuffle_files=training and shards == 1), input_context)
-                for name, source_split, _ in sources]
+    datasets = ([_shard(cache.cached_examples(teacher_cache), input_context)] if teacher_cache
+                else [_shard(load_examples(name, split or source_split, data_dir,
+                                           shuffle_files=training and shards == 1), input_context)
+                      for name, source_split, _ in sources])
     if input_context:
         if batch_size % input_context.num_replicas_in_sync:
             raise config.ConfigError(
@@ -197,7 +203,9 @@ def input_pipeline(
                 f"multiple of the {input_context.num_replicas_in_sync} replicas of the "
                 "strategy.")
         batch_size = input_context.get_per_replica_batch_size(batch_size)
-    if training:
+    if training and teacher_cache:
+        dataset = datasets[0].repeat()
+    elif training:
         augmentation = augmentation or augment_lib.Augmentation()
         dataset = mix(datasets, [w for _, _, w in sources], seed).repeat()
         seeds = tf.data.Dataset.random(seed=seed).batch(2)

@@ -12,7 +12,9 @@ A registered loss is a class (or a plain function) called as
 ``loss(student_out, teacher_out, batch) -> scalar``. A class may also define
 ``build(student_out, teacher_out)``, called once with real outputs, creating
 trainable adapters in ``self.adapters`` (trained with the student, never exported),
-and ``anchor_level = True`` when it compares the two models anchor by anchor.
+and ``anchor_level = True`` when it compares the two models anchor by anchor, and
+``teacher_outputs``, the teacher's outputs it reads (what a teacher cache stores for it; a loss
+without it gets them all).
 The batch the losses see also holds ``targets`` (the student's matched targets),
 ``student_anchors`` and ``teacher_anchors``.
 """
@@ -31,6 +33,7 @@ from kdod import registry, train_step
 from kdod.config import ConfigError, check_number
 from kdod.detection import anchors as anchors_lib
 from kdod.detection.detector import Detector, DetectorConfig
+from kdod.distill import cache
 from kdod.distill.teacher import load_teacher
 from kdod.errors import KdodError
 
@@ -47,10 +50,14 @@ class DistillerConfig:
     Attributes:
         teacher_dir: a trained kdod run, or an exported model a teacher plugin loads.
         losses: {registered loss name: weight}, e.g. ``{"kl_logits": 1.0}``.
+        teacher_cache: a folder of `python -m kdod.cache_teacher` for this teacher and these
+            losses: training reads its examples and teacher outputs instead of running the
+            teacher (kdod.distill.cache).
     """
 
     teacher_dir: str
     losses: Mapping[str, float]
+    teacher_cache: str | None = None
 
     def __post_init__(self):
         if not isinstance(self.losses, Mapping) or not self.losses:
@@ -64,7 +71,10 @@ class DistillerConfig:
 class Distiller(keras.Model):
     """Trains `student` against a frozen `teacher` with weighted distillation losses."""
 
-    def __init__(self, student: Detector, teacher, losses: Mapping[str, float], **kwargs):
+    def __init__(self, student: Detector, teacher, losses: Mapping[str, float],
+                 reads_cache: bool = False, **kwargs):
+        """`reads_cache`: batches hold the teacher's outputs (kdod.distill.cache), so the
+        teacher never runs in training."""
         super().__init__(**kwargs)
         self.student = student
         self.teacher = teacher
@@ -73,14 +83,17 @@ class Distiller(keras.Model):
         self.loss_names = list(losses)
         self.loss_weights_by_name = dict(losses)
         self.loss_fns = [_instantiate(registry.LOSSES.get(name)) for name in losses]
+        self.reads_cache = reads_cache
         _check_anchor_layouts(self.loss_names, self.loss_fns, student, teacher)
         self.adapters = self._build_losses()
 
     def _build_losses(self) -> list[keras.layers.Layer]:
-        """Lets each loss see real outputs once, to build adapters of the right shapes."""
+        """Lets each loss see real outputs once, to build adapters of the right shapes, and
+        records which teacher outputs each loss reads (`outputs_needed`)."""
         images = tf.zeros([1, self.image_size, self.image_size, 3], tf.uint8)
         student_out = self.student(images)
-        teacher_out = self._teacher_outputs(images)
+        teacher_out = self.teacher_outputs(images)
+        self.outputs_needed = cache.outputs_needed(self.loss_names, self.loss_fns, teacher_out)
         adapters = []
         for loss in self.loss_fns:
             if hasattr(loss, "build"):
@@ -88,7 +101,7 @@ class Distiller(keras.Model):
             adapters.extend(getattr(loss, "adapters", []))
         return adapters
 
-    def _teacher_outputs(self, images: tf.Tensor) -> dict:
+    def teacher_outputs(self, images: tf.Tensor) -> dict:
         """The teacher in inference mode on images resized to its own input size.
 
         An exported teacher (image_size None) resizes its input itself.
@@ -108,7 +121,8 @@ class Distiller(keras.Model):
     def loss_terms(self, batch: Mapping[str, tf.Tensor], outputs: Mapping) -> dict[str, tf.Tensor]:
         targets = self.student.targets(batch)
         terms = self.student.loss_terms(batch, outputs, targets)
-        teacher_out = self._teacher_outputs(batch["image"])
+        teacher_out = (cache.teacher_outputs(batch) if self.reads_cache
+                       else self.teacher_outputs(batch["image"]))
         loss_batch = {**batch, "targets": targets, "student_anchors": self.student.anchors,
                       "teacher_anchors": self.teacher.anchors}
         total = terms["total"]
@@ -155,6 +169,19 @@ def _check_anchor_layouts(names, losses, student: Detector, teacher) -> None:
 
 
 def build_distiller(config: DistillerConfig) -> Distiller:
-    """The Distiller of `config`: its teacher loaded, the student from gin's DetectorConfig."""
-    return Distiller(Detector(DetectorConfig(), name="student"), load_teacher(config.teacher_dir),
-                     config.losses)
+    """The Distiller of `config`: its teacher loaded, the student from gin's DetectorConfig.
+
+    With `config.teacher_cache` it reads the teacher's outputs from the batches, once the cache
+    is found to be of this teacher, image size and losses (a CacheMismatchError otherwise)."""
+    distiller = Distiller(Detector(DetectorConfig(), name="student"),
+                          load_teacher(config.teacher_dir), config.losses,
+                          reads_cache=config.teacher_cache is not None)
+    if config.teacher_cache is not None:
+        cache.check_matches(config.teacher_cache, expected_manifest(config, distiller))
+    return distiller
+
+
+def expected_manifest(config: DistillerConfig, distiller: Distiller) -> dict:
+    """What a teacher cache for `distiller` (built from `config`) must record."""
+    return cache.expected_manifest(config.teacher_dir, distiller.loss_names,
+                                   distiller.outputs_needed, distiller.image_size)

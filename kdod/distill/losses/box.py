@@ -30,6 +30,7 @@ class BoundedRegression:
     """
 
     anchor_level = True
+    teacher_outputs = ("box_regression",)
 
     def __init__(self, margin: float = 0.0):
         self.margin = margin
@@ -58,6 +59,8 @@ class BoxImitation:
             no shared layout and works with exported teachers, which only give detections.
         max_boxes: with match="detections", the teacher detections kept per image.
     """
+
+    teacher_outputs = ("detections", "cls_logits", "box_regression")
 
     def __init__(self, form: str = "l1", score_threshold: float = 0.5, match: str = "anchors",
                  max_boxes: int = 32):

@@ -45,6 +45,7 @@ class DistRelations:
     """
 
     anchor_level = True
+    teacher_outputs = ("cls_logits",)
 
     def __init__(self, temperature: float = 1.0, beta: float = 1.0, gamma: float = 1.0):
         check_number("dist.temperature", temperature, above=0)

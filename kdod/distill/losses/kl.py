@@ -47,6 +47,7 @@ class KLLogits:
     """
 
     anchor_level = True
+    teacher_outputs = ("cls_logits",)
 
     def __init__(self, temperature: float = 2.0, form: str = "sigmoid",
                  weight_by_teacher: bool = True, normalizer: str = "weights"):

@@ -109,6 +109,7 @@ class LocalizationDistillation:
     """
 
     anchor_level = True
+    teacher_outputs = ("box_distribution",)
 
     def __init__(self, temperature: float = 10.0, vlr: bool = True, vlr_alpha: float = 0.25,
                  positive_iou: float = 0.5, vlr_weight: float = 1.0):

@@ -37,6 +37,7 @@ class NeckFeatureLoss:
     """
 
     name: str
+    teacher_outputs = ("features",)
 
     def __init__(self, levels: tuple[int, ...] | None = None):
         self.levels = levels

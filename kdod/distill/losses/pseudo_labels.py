@@ -42,6 +42,9 @@ def teacher_targets(student_out, teacher_out, batch, score_threshold: float,
 class PseudoLabels:
     """The student's detection loss against the teacher's detections above `score_threshold`."""
 
+    # An exported teacher gives detections; a kdod one the head outputs they are decoded from.
+    teacher_outputs = ("detections", "cls_logits", "box_regression")
+
     def __init__(self, score_threshold: float = 0.5, max_boxes: int = 32):
         self.score_threshold, self.max_boxes = score_threshold, max_boxes
 
