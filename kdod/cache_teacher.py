@@ -1,5 +1,5 @@
 r"""Runs a trained teacher once over the training data of a distillation recipe and stores its
-outputs with the examples (kdod.distill.cache), so training needs no teacher forward pass.
+outputs with the examples (kdod.data.cache), so training needs no teacher forward pass.
 
     python -m kdod.cache_teacher --gin_file=gin/kl_ssd.gin --output=runs/kl_cache \
         [--teacher_dir=runs/teacher_small] [--examples=48000] [--seed=0]

@@ -1,4 +1,4 @@
-"""Making a teacher-output cache (kdod.distill.cache) for the distillation recipe of the gin
+"""Making a teacher-output cache (kdod.data.cache) for the distillation recipe of the gin
 config: the recipe's Distiller and training pipeline, the teacher run once per batch."""
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import gin
 import tensorflow as tf
 
 from kdod import config, train_lib
-from kdod.data import augment
+from kdod.data import augment, cache
 from kdod.data.pipeline import input_pipeline
-from kdod.distill import cache
 from kdod.distill.distiller import Distiller, DistillerConfig, build_distiller, expected_manifest
 
 

@@ -19,10 +19,10 @@ LAYERS = (
     (2, ("kdod.backbones", "kdod.data", "kdod.detection", "kdod.ocr", "kdod.metrics")),
     (3, ("kdod.distill",)),
     (4, ("kdod.train_lib", "kdod.eval_lib", "kdod.export_lib", "kdod.exported",
-         "kdod.experiment", "kdod.train_ocr_lib")),
+         "kdod.experiment", "kdod.train_ocr_lib", "kdod.cache_teacher_lib")),
     (5, ("kdod.benchmarks", "kdod_plugins")),
     (6, ("kdod.train", "kdod.evaluate", "kdod.export", "kdod.recognize", "kdod.to_tfrecord",
-         "kdod.benchmark", "kdod.demo", "kdod.train_ocr")),
+         "kdod.benchmark", "kdod.demo", "kdod.train_ocr", "kdod.cache_teacher")),
 )
 
 

@@ -14,9 +14,9 @@ from conftest import REPO, TINY_GIN
 
 from kdod import checkpoints, config, train_lib
 from kdod.cache_teacher_lib import make_cache
+from kdod.data import cache
 from kdod.data.pipeline import input_pipeline
 from kdod.detection.detector import Detector, DetectorConfig
-from kdod.distill import cache
 from kdod.distill.distiller import DistillerConfig, build_distiller
 
 KL_AND_FEATURES = "DistillerConfig.losses = {'kl_logits': 1.0, 'feature_imitation': 1.0}"

@@ -26,9 +26,9 @@ from kdod import train_lib, train_step
 from kdod.benchmarks import targets
 from kdod.benchmarks.common import BenchmarkOptions, mean_std, parse_recipe, random_batch, recipe
 from kdod.cache_teacher_lib import make_cache
+from kdod.data import cache
 from kdod.data.pipeline import input_pipeline
 from kdod.detection.detector import Detector, DetectorConfig
-from kdod.distill import cache
 from kdod.distill.distiller import DistillerConfig, build_distiller
 from kdod.experiment import train_and_evaluate
 from kdod.files import write_json

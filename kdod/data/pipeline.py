@@ -29,8 +29,7 @@ import tensorflow_datasets as tfds
 
 from kdod import config
 from kdod.data import augment as augment_lib
-from kdod.data import tfod
-from kdod.distill import cache
+from kdod.data import cache, tfod
 from kdod.errors import KdodError
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -186,7 +185,7 @@ def input_pipeline(
     pipeline of one worker: `batch_size` stays the global batch, each replica gets its share,
     and the examples of every source are sharded over the workers' pipelines.
 
-    `teacher_cache` (a folder of kdod.distill.cache, for training) replaces the sources: its
+    `teacher_cache` (a folder of kdod.data.cache, for training) replaces the sources: its
     examples, augmented when the cache was made, come with the teacher's outputs on them.
     """
     _check_settings(sources, image_size, batch_size, max_boxes, shuffle_buffer)

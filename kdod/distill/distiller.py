@@ -31,9 +31,9 @@ import tensorflow as tf
 
 from kdod import registry, train_step
 from kdod.config import ConfigError, check_number
+from kdod.data import cache
 from kdod.detection import anchors as anchors_lib
 from kdod.detection.detector import Detector, DetectorConfig
-from kdod.distill import cache
 from kdod.distill.teacher import load_teacher
 from kdod.errors import KdodError
 
@@ -52,7 +52,7 @@ class DistillerConfig:
         losses: {registered loss name: weight}, e.g. ``{"kl_logits": 1.0}``.
         teacher_cache: a folder of `python -m kdod.cache_teacher` for this teacher and these
             losses: training reads its examples and teacher outputs instead of running the
-            teacher (kdod.distill.cache).
+            teacher (kdod.data.cache).
     """
 
     teacher_dir: str
@@ -73,7 +73,7 @@ class Distiller(keras.Model):
 
     def __init__(self, student: Detector, teacher, losses: Mapping[str, float],
                  reads_cache: bool = False, **kwargs):
-        """`reads_cache`: batches hold the teacher's outputs (kdod.distill.cache), so the
+        """`reads_cache`: batches hold the teacher's outputs (kdod.data.cache), so the
         teacher never runs in training."""
         super().__init__(**kwargs)
         self.student = student
