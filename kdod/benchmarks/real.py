@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from kdod import eval_lib, export_lib, exported
-from kdod.benchmarks import targets
+from kdod.benchmarks import losses, targets
 from kdod.benchmarks.common import BenchmarkOptions
 from kdod.benchmarks.study import Ledger, Run, markdown_table, measure_all, per_model, trained_dir
 from kdod.timing import seconds_per_call
@@ -40,16 +40,9 @@ QUANTIZATIONS = ("float32", "int8")
 def seed_plan(options: BenchmarkOptions, seed: int,
               distilled: dict[str, str] = DISTILLED) -> list[Run]:
     """The runs of one seed: the student alone and each distilled student, all distilled from
-    the one teacher (seed 0's run, trained first in seed 0's plan): the teacher takes two hours
-    of a 2-core CPU, and the gain over the student alone is measured over the students' seeds."""
-    runs = options.runs_dir / "real" / f"seed{seed}"
-    common = (f"train.seed = {seed}", *options.bindings)
-    teacher = Run(TEACHER[0], (TEACHER[1],), options.runs_dir / "real" / "seed0" / "teacher",
-                  ("train.seed = 0", *options.bindings))
-    return [*([teacher] if seed == 0 else []),
-            Run(STUDENT[0], (STUDENT[1],), runs / "student", common),
-            *[Run(name, (STUDENT[1], loss_file), runs / Path(loss_file).stem, common,
-                  teacher=teacher) for name, loss_file in distilled.items()]]
+    the one teacher (seed 0's run, trained first in seed 0's plan): the loss study's real plan
+    (`losses.seed_plan`), whose runs these are."""
+    return losses.seed_plan(losses.DATA_SETS[0], options, seed, distilled)
 
 
 def summary(measured: dict[str, list[dict]]) -> dict:
