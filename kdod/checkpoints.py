@@ -16,6 +16,7 @@ are an error naming the file, not weights loaded silently wrong.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Callable
@@ -27,6 +28,8 @@ from absl import logging
 from kdod.errors import KdodError
 
 CHECKPOINT_DIR = "checkpoints"
+# Wall seconds of training up to each checkpoint's step, summed over the sittings of a run.
+TRAINING_TIME = "training_seconds.json"
 DETECTOR_WEIGHTS = "detector.weights.h5"
 RECOGNIZER_WEIGHTS = "recognizer.weights.h5"
 _CHECKPOINT_RE = re.compile(r"ckpt-(\d+)\.weights\.h5$")
@@ -55,6 +58,28 @@ def save_checkpoint(model: keras.Model, model_dir: str | Path, step: int, keep: 
         old.unlink()
         checksum_path(old).unlink(missing_ok=True)
     return path
+
+
+def record_training_seconds(model_dir: str | Path, step: int, seconds: float) -> None:
+    """Records that the run's training took `seconds` of wall time up to `step`."""
+    path = Path(model_dir) / TRAINING_TIME
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    recorded[str(step)] = seconds
+    partial = path.with_name(PARTIAL_PREFIX + path.name)
+    partial.write_text(json.dumps(recorded, indent=1) + "\n")
+    os.replace(partial, path)
+
+
+def training_seconds(model_dir: str | Path, step: int | None = None) -> float | None:
+    """Wall seconds of training up to `step` (default: the last recorded step), over all the
+    sittings of the run (a resumed run goes on from its checkpoint's time); None if the run
+    recorded none for that step."""
+    path = Path(model_dir) / TRAINING_TIME
+    recorded = {int(key): value for key, value in json.loads(path.read_text()).items()
+                } if path.is_file() else {}
+    if step is None:
+        step = max(recorded, default=None)
+    return recorded.get(step)
 
 
 def save_detector(detector: keras.Model, model_dir: str | Path) -> Path:

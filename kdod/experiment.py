@@ -9,7 +9,7 @@ from pathlib import Path
 import gin
 import tensorflow as tf
 
-from kdod import config, eval_lib, train_lib
+from kdod import checkpoints, config, eval_lib, train_lib
 from kdod.detection.detector import Detector
 from kdod.timing import seconds_per_call
 
@@ -26,13 +26,15 @@ def train_and_evaluate(gin_files: Sequence[str], bindings: Sequence[str], model_
     """Trains (or resumes) a recipe under a fresh gin config, then its COCO metrics on `split`
     (None: the splits of the recipe's evaluation sources).
 
-    Returns the metrics plus parameters, batch-1 latency (ms) and training minutes.
+    Returns the metrics plus parameters, batch-1 latency (ms) and training minutes (all the
+    sittings of a resumed run).
     """
     gin.clear_config()
     config.parse_gin(gin_files, bindings)
     start = time.perf_counter()
     train_lib.train(str(model_dir))
-    minutes = (time.perf_counter() - start) / 60
+    # A resumed run's time includes its earlier sittings (recorded with its checkpoints).
+    minutes = (checkpoints.training_seconds(model_dir) or time.perf_counter() - start) / 60
     metrics = eval_lib.evaluate(str(model_dir), split=split,
                                 num_visualizations=num_visualizations)
     detector = eval_lib.load_trained(str(model_dir))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -81,8 +82,9 @@ class NonFiniteLossError(KdodError):
 
 
 class CheckpointAndGuard(keras.callbacks.Callback):
-    """Saves a checkpoint every epoch (= checkpoint interval), stops at `last_step` exactly (a
-    resumed run's last epoch may end early) and stops on a non-finite loss.
+    """Saves a checkpoint every epoch (= checkpoint interval) with the run's training time up
+    to it, stops at `last_step` exactly (a resumed run's last epoch may end early) and stops on a
+    non-finite loss.
 
     On a NaN the run stops before the next checkpoint, so the last checkpoint on
     disk is the last good one.
@@ -101,6 +103,11 @@ class CheckpointAndGuard(keras.callbacks.Callback):
             model.exported_detector(), model_dir))
         self.bad_step: int | None = None
 
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
+        resumed_at = int(self.model.optimizer.iterations.numpy())
+        self.seconds_before = checkpoints.training_seconds(self.model_dir, resumed_at) or 0.0
+
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         if not math.isfinite(float((logs or {}).get(self.loss_key, 0.0))):
@@ -112,6 +119,8 @@ class CheckpointAndGuard(keras.callbacks.Callback):
         if self.bad_step is None and self.save:
             step = int(self.model.optimizer.iterations.numpy())
             path = checkpoints.save_checkpoint(self.model, self.model_dir, step, self.keep)
+            checkpoints.record_training_seconds(
+                self.model_dir, step, self.seconds_before + time.perf_counter() - self.started)
             logging.info("Saved %s and %s", path, self.save_network(self.model))
 
     def raise_if_failed(self) -> None:

@@ -120,16 +120,22 @@ def _last_step(model_dir):
     return int(checkpoints.checkpoint_paths(model_dir)[-1].name.split("-")[1].split(".")[0])
 
 
-def test_resume_with_another_checkpoint_every_stops_at_train_steps(
+def test_resume_with_another_checkpoint_every_stops_at_train_steps_and_adds_up_time(
         tiny_data_dir, tmp_path, clean_gin):
     config.parse_gin([TINY], _bindings(tiny_data_dir, "train.summary_images = 0",
                                        "train.steps = 30", "train.checkpoint_every = 10"))
     train_lib.train(str(tmp_path))
+    assert 0 < checkpoints.training_seconds(tmp_path, 10) < checkpoints.training_seconds(tmp_path)
+    # As if the first sitting had taken 1000 s: the resumed run's time goes on from there.
+    checkpoints.record_training_seconds(tmp_path, 30, 1000.0)
     gin.bind_parameter("train.steps", 40)
     gin.bind_parameter("train.checkpoint_every", 20)  # 30 is no multiple of it.
+    started = time.perf_counter()
     model = train_lib.train(str(tmp_path))
     assert int(model.optimizer.iterations.numpy()) == 40
     assert _last_step(tmp_path) == 40
+    assert 1000 < checkpoints.training_seconds(tmp_path) < 1000 + time.perf_counter() - started
+    assert checkpoints.training_seconds(tmp_path, 30) == 1000.0
 
 
 def test_damaged_checkpoints_and_detector_fail_naming_the_file_and_what_to_use(
