@@ -26,6 +26,7 @@ import keras
 from absl import logging
 
 from kdod.errors import KdodError
+from kdod.files import write_json
 
 CHECKPOINT_DIR = "checkpoints"
 # Wall seconds of training up to each checkpoint's step, summed over the sittings of a run.
@@ -62,24 +63,22 @@ def save_checkpoint(model: keras.Model, model_dir: str | Path, step: int, keep: 
 
 def record_training_seconds(model_dir: str | Path, step: int, seconds: float) -> None:
     """Records that the run's training took `seconds` of wall time up to `step`."""
-    path = Path(model_dir) / TRAINING_TIME
-    recorded = json.loads(path.read_text()) if path.is_file() else {}
-    recorded[str(step)] = seconds
-    partial = path.with_name(PARTIAL_PREFIX + path.name)
-    partial.write_text(json.dumps(recorded, indent=1) + "\n")
-    os.replace(partial, path)
+    recorded = _recorded_seconds(model_dir) | {step: seconds}
+    write_json(Path(model_dir) / TRAINING_TIME, recorded)  # json writes the int keys as strings
 
 
 def training_seconds(model_dir: str | Path, step: int | None = None) -> float | None:
     """Wall seconds of training up to `step` (default: the last recorded step), over all the
     sittings of the run (a resumed run goes on from its checkpoint's time); None if the run
     recorded none for that step."""
+    recorded = _recorded_seconds(model_dir)
+    return recorded.get(max(recorded, default=None) if step is None else step)
+
+
+def _recorded_seconds(model_dir: str | Path) -> dict[int, float]:
     path = Path(model_dir) / TRAINING_TIME
-    recorded = {int(key): value for key, value in json.loads(path.read_text()).items()
-                } if path.is_file() else {}
-    if step is None:
-        step = max(recorded, default=None)
-    return recorded.get(step)
+    return ({int(key): value for key, value in json.loads(path.read_text()).items()}
+            if path.is_file() else {})
 
 
 def save_detector(detector: keras.Model, model_dir: str | Path) -> Path:

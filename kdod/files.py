@@ -4,13 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 
 def write_json(path: str | Path, data: Mapping) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    """Writes `data` to `path` through a partial-<name> file renamed when whole: a kill midway
+    leaves the previous file (a results ledger, a run's training times) intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name("partial-" + path.name)
+    partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(partial, path)
 
 
 def filename_text_rows(path: str | Path, error: type[Exception]) -> Iterator[tuple[int, str, str]]:
