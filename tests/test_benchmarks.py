@@ -117,7 +117,7 @@ def test_real_runs_take_the_extra_bindings_and_distill_from_seed_0s_teacher():
         assert "train.seed = 1" in run.bindings and options.bindings[0] in run.bindings
     assert all(run.teacher == teacher and run.bindings[-1]
                == f"DistillerConfig.teacher_dir = '{teacher.model_dir}'" for run in plan[1:])
-    assert plan[1].gin_files == ("real/student.gin", "losses/kl_pkd.gin")
+    assert plan[1].gin_files == ("real/student.gin", "losses/pkd.gin")
 
 
 def test_options_put_runs_beside_the_results():
