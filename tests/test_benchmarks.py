@@ -115,9 +115,31 @@ def test_real_runs_take_the_extra_bindings_and_distill_from_seed_0s_teacher():
     assert "train.seed = 0" in teacher.bindings and options.bindings[0] in teacher.bindings
     for run in plan:
         assert "train.seed = 1" in run.bindings and options.bindings[0] in run.bindings
+    distilled = plan[1:1 + len(real.DISTILLED)]
     assert all(run.teacher == teacher and run.bindings[-1]
-               == f"DistillerConfig.teacher_dir = '{teacher.model_dir}'" for run in plan[1:])
+               == f"DistillerConfig.teacher_dir = '{teacher.model_dir}'" for run in distilled)
     assert plan[1].gin_files == ("real/student.gin", "losses/pkd.gin")
+
+
+def test_real_augmentation_variants_train_the_student_alone_with_their_augmentation():
+    from kdod.benchmarks import real
+    from kdod.data.augment import Augmentation
+
+    plan = real.seed_plan(BenchmarkOptions(), seed=2)
+    student = plan[0]
+    variants = {run.model: run for run in plan if run.model in real.AUGMENTED}
+    assert list(variants) == list(real.AUGMENTED) == [run.model for run in plan[-3:]]
+    student.parse()
+    default = Augmentation()
+    for run in variants.values():
+        assert run.teacher is None and run.bindings == student.bindings
+        assert run.model_dir.parent == student.model_dir.parent
+        run.parse()
+        changed = {field for field, value in vars(Augmentation()).items()
+                   if value != getattr(default, field)}
+        assert changed and changed <= {"blur_prob", "jpeg_prob", "warp_prob"} | {
+            "max_blur_sigma", "min_jpeg_quality", "max_rotation", "max_perspective"}
+    assert {"blur_prob", "warp_prob"} <= changed  # camera + tilt, the last variant
 
 
 def test_options_put_runs_beside_the_results():

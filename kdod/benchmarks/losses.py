@@ -61,7 +61,7 @@ def seed_plan(data: DataSet, options: BenchmarkOptions, seed: int,
               loss_files: Mapping[str, str]) -> list[Run]:
     """The student alone, then a distilled student per loss file, for one seed; every seed's
     students distill from seed 0's teachers, trained first in seed 0's plan (as in `real`)."""
-    runs = options.runs_dir / data.folder / f"seed{seed}"
+    runs = seed_dir(data, options, seed)
     student = data.bindings(options, seed, options.student_steps)
     teachers = {name: teacher_run(data, options, name) for name in loss_files}
     first_use = list({teacher.model_dir: teacher for teacher in teachers.values()}.values())
@@ -71,13 +71,18 @@ def seed_plan(data: DataSet, options: BenchmarkOptions, seed: int,
                   teacher=teachers[name]) for name, loss_file in loss_files.items()]]
 
 
+def seed_dir(data: DataSet, options: BenchmarkOptions, seed: int) -> Path:
+    """The folder of one seed's runs of `data`."""
+    return options.runs_dir / data.folder / f"seed{seed}"
+
+
 def teacher_run(data: DataSet, options: BenchmarkOptions, loss: str) -> Run:
     """The (seed 0) teacher that `loss`'s students distill from."""
     model, extra, folder = "teacher", (), "teacher"
     if loss in TEACHER_EXTRAS:
         extra_file, model, folder = TEACHER_EXTRAS[loss]
         extra = (extra_file,)
-    return Run(model, (data.teacher, *extra), options.runs_dir / data.folder / "seed0" / folder,
+    return Run(model, (data.teacher, *extra), seed_dir(data, options, 0) / folder,
                data.bindings(options, 0, options.teacher_steps))
 
 

@@ -1,4 +1,5 @@
-"""real: teacher, student alone and distilled students on the real car_plates split.
+"""real: teacher, student alone, distilled students and augmentation variants on the real
+car_plates split.
 
     python -m kdod.benchmark real [--seeds 3]
     python -m kdod.benchmark real --gin_param="REAL_TEST = ('number_plates', 'test', 1.0)" \
@@ -8,8 +9,10 @@ Training: the 346 real images (records), test: the 87 of the Kaggle-layout sampl
 (gin/data/car_plates_real.gin). Every model is trained by its gin/real/ recipe, with the
 recipe's own schedule (the student budget is part of the recipe), for each seed; COCO AP, AP50
 and AP_small on the test images, and wall minutes of student training on this machine. The
-best distilled recipe's seed-0 student is exported to TFLite and timed end to end (letterbox,
-network, decoding, NMS) on a real test image, batch 1, 2 threads. Every run's metrics are
+student alone also trains with each augmentation variant (gin/real/augment_*.gin), to measure
+which of camera degradations and tilts help on real photographs. The best distilled recipe's
+seed-0 student is exported to TFLite and timed end to end (letterbox, network, decoding, NMS)
+on a real test image, batch 1, 2 threads. Every run's metrics are
 recorded in the results file as it finishes (kdod/benchmarks/study.py): run the command again
 and a stopped benchmark goes on with the runs not recorded yet, also from a fresh clone.
 The table goes to benchmarks/real.md (for the README), the plot to benchmarks/real.png.
@@ -33,6 +36,11 @@ STUDENT = ("student alone", "real/student.gin")
 # The best recipe so far first (PKD, seed 0): a sitting stopped early has measured it.
 DISTILLED = {"feature_imitation (PKD)": "losses/pkd.gin",
              "combined (KL + PKD)": "losses/kl_pkd.gin", "kl_logits": "losses/kl.gin"}
+# Augmentation variants of the student alone (gin/real/), each against real/student.gin's default
+# augmentation (scale jitter, crops keeping plates, flips, colour).
+AUGMENTED = {"student, camera (blur, JPEG)": "real/augment_camera.gin",
+             "student, tilt (rotation, perspective)": "real/augment_tilt.gin",
+             "student, camera + tilt": "real/augment_photo.gin"}
 METRICS = ("AP", "AP50", "AP_small", "train_minutes")
 QUANTIZATIONS = ("float32", "int8")
 
@@ -41,8 +49,12 @@ def seed_plan(options: BenchmarkOptions, seed: int,
               distilled: dict[str, str] = DISTILLED) -> list[Run]:
     """The runs of one seed: the student alone and each distilled student, all distilled from
     the one teacher (seed 0's run, trained first in seed 0's plan): the loss study's real plan
-    (`losses.seed_plan`), whose runs these are."""
-    return losses.seed_plan(losses.DATA_SETS[0], options, seed, distilled)
+    (`losses.seed_plan`), whose runs these are; then the student with each augmentation variant."""
+    data = losses.DATA_SETS[0]
+    student = data.bindings(options, seed, options.student_steps)
+    variants = [Run(name, (gin_file,), losses.seed_dir(data, options, seed) / Path(gin_file).stem,
+                    student) for name, gin_file in AUGMENTED.items()]
+    return losses.seed_plan(data, options, seed, distilled) + variants
 
 
 def summary(measured: dict[str, list[dict]]) -> dict:
@@ -51,7 +63,8 @@ def summary(measured: dict[str, list[dict]]) -> dict:
     ran = [name for name in DISTILLED if name in models]
     best = max(ran, key=lambda name: models[name]["AP"]["mean"])
     alone = models[STUDENT[0]]
-    results = {"seeds": len(measured[STUDENT[0]]), "recipes": dict([TEACHER, STUDENT]) | DISTILLED,
+    recipes = dict([TEACHER, STUDENT]) | DISTILLED | AUGMENTED
+    results = {"seeds": len(measured[STUDENT[0]]), "recipes": recipes,
                "models": models, "best_recipe": best,
                "best_AP": models[best]["AP"]["mean"],
                "best_AP50": models[best]["AP50"]["mean"],
