@@ -7,4 +7,4 @@
 Inputs are RGB images in [0, 255]; each backbone applies its own normalization.
 """
 
-from kdod.backbones import keras_apps, tiny  # noqa: F401  Registers the backbones.
+from kdod.backbones import csp, keras_apps, tiny  # noqa: F401  Registers the backbones.
