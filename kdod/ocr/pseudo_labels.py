@@ -175,8 +175,9 @@ def pseudo_label(source: str, split: str, engines: Mapping[str, OcrBackend],
     manual_dir=..."); `max_images` reads only the first images.
     """
     if min_agree > len(engines):
-        logging.warning("min_agree = %d with %d engines: no text can be kept by agreement, "
-                        "only by a score >= %s.", min_agree, len(engines), min_score)
+        logging.warning("min_agree = %d, more than the engines given (%s): no text can be "
+                        "kept by agreement, only by a score >= %s.", min_agree,
+                        ", ".join(engines), min_score)
     examples = pipeline.load_examples(source, split, data_dir)
     if max_images is not None:
         examples = examples.take(max_images)
