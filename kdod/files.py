@@ -2,21 +2,42 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 
-def write_json(path: str | Path, data: Mapping) -> None:
-    """Writes `data` to `path` through a partial-<name> file renamed when whole: a kill midway
-    leaves the previous file (a results ledger, a run's training times) intact."""
+@contextlib.contextmanager
+def written_whole(path: str | Path) -> Iterator[Path]:
+    """Yields a partial-<name> file to write instead of `path`, renamed to `path` when the block
+    ends (removed when it fails): a kill or an error midway leaves the previous file (a results
+    ledger, a run's training times) intact, and no half file under the real name."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name("partial-" + path.name)
-    partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    try:
+        yield partial
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     os.replace(partial, path)
+
+
+def write_json(path: str | Path, data: Mapping) -> None:
+    """Writes `data` to `path` as indented JSON, whole or not at all (`written_whole`)."""
+    with written_whole(path) as partial:
+        partial.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def write_csv(path: str | Path, header: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """Writes a header row and `rows` to `path` as CSV, whole or not at all (`written_whole`)."""
+    with written_whole(path) as partial, open(partial, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 def filename_text_rows(path: str | Path, error: type[Exception]) -> Iterator[tuple[int, str, str]]:

@@ -1,9 +1,11 @@
-"""Shared fixtures: a private TFDS folder holding the tiny synthetic plate set."""
+"""Shared fixtures (a private TFDS folder holding the tiny synthetic plate set) and helpers."""
 
 from pathlib import Path
 
 import gin
+import numpy as np
 import pytest
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_GIN = str(REPO / "gin" / "tiny.gin")
@@ -71,3 +73,19 @@ def two_image_batch() -> dict:
     return {"image": tf.random.uniform([2, 64, 64, 3], 0, 255, seed=1),
             "boxes": tf.constant([[[0.2, 0.2, 0.4, 0.7]], [[0.5, 0.1, 0.6, 0.5]]]),
             "labels": tf.constant([[0], [0]])}
+
+
+def render_plate(text: str, style: str, header: str, footer: str, height: int = 60,
+                 border: int = 6) -> np.ndarray:
+    """A flat plate (uint8 RGB) of a style of `plates.PLATE_STYLES`, with `border` pixels of grey
+    around it, as a detector cuts it."""
+    from tfds_builders.synthetic_plates import plates
+
+    chosen = next(s for s in plates.PLATE_STYLES if s.name == style)
+    spec = plates.PlateSpec(text, chosen, "DejaVuSans-Bold.ttf", round(height * chosen.aspect),
+                            height, np.zeros((4, 2)), False, header, footer)
+    plate = plates.plate_pixels(spec, decorations=True)
+    canvas = Image.new("RGBA", (plate.width + 2 * border, plate.height + 2 * border),
+                       (120, 120, 120, 255))
+    canvas.alpha_composite(plate, (border, border))
+    return np.asarray(canvas.convert("RGB"))

@@ -22,7 +22,8 @@ LAYERS = (
          "kdod.experiment", "kdod.train_ocr_lib", "kdod.cache_teacher_lib")),
     (5, ("kdod.benchmarks", "kdod_plugins")),
     (6, ("kdod.train", "kdod.evaluate", "kdod.export", "kdod.recognize", "kdod.to_tfrecord",
-         "kdod.benchmark", "kdod.demo", "kdod.train_ocr", "kdod.cache_teacher")),
+         "kdod.benchmark", "kdod.demo", "kdod.train_ocr", "kdod.cache_teacher",
+         "kdod.pseudo_label_ocr")),
 )
 
 

@@ -10,8 +10,8 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
+from conftest import render_plate
 from PIL import Image
 
 from kdod import registry
@@ -19,7 +19,6 @@ from kdod.errors import KdodError
 from kdod.ocr import OcrBackend, PlateRead, ReadOptions
 from tfds_builders.synthetic_plates import plates
 
-STYLES = {style.name: style for style in plates.PLATE_STYLES}
 # (drawn text, style, header, footer): registrations in the synthetic formats, one per style.
 PLATES = [("AB12 CDE", "white", "", ""), ("KLM4821", "yellow", "", ""),
           ("7BCD352", "us", "CALIFORNIA", "dmv.ca.gov"),
@@ -27,17 +26,6 @@ PLATES = [("AB12 CDE", "white", "", ""), ("KLM4821", "yellow", "", ""),
           ("3RTY618", "eu", "D", "")]
 TRUTH = [plates.registration_of(text) for text, *_ in PLATES]
 US_PLATES = [i for i, (_, style, _, _) in enumerate(PLATES) if style == "us"]
-
-
-def render_plate(text: str, style: str, header: str, footer: str, height: int = 60) -> np.ndarray:
-    """A flat plate (uint8 RGB) with a few pixels of grey around it, as a detector cuts it."""
-    spec = plates.PlateSpec(text, STYLES[style], "DejaVuSans-Bold.ttf",
-                            round(height * STYLES[style].aspect), height, np.zeros((4, 2)),
-                            False, header, footer)
-    plate = plates.plate_pixels(spec, decorations=True)
-    canvas = Image.new("RGBA", (plate.width + 12, plate.height + 12), (120, 120, 120, 255))
-    canvas.alpha_composite(plate, (6, 6))
-    return np.asarray(canvas.convert("RGB"))
 
 
 @pytest.fixture(scope="module")
