@@ -56,3 +56,18 @@ def test_imagenet_download_failure_explains_the_offline_options(tmp_path):
     assert result.returncode != 0
     assert "WeightsUnavailableError" in result.stderr
     assert "weights=None" in result.stderr and "mobilenet_v2" in result.stderr
+
+
+def test_csp_darknet_at_yolov8n_scale_has_its_channels_and_bottlenecks():
+    model = kdod.BACKBONES.get("csp_darknet")(input_shape=(64, 64, 3), width=0.25, depth=0.33)
+    features = model(np.zeros((1, 64, 64, 3), np.float32))
+    assert {s: f.shape[-1] for s, f in features.items()} == {8: 64, 16: 128, 32: 256}
+    bottlenecks = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Add)]
+    assert len(bottlenecks) == 1 + 2 + 2 + 1  # YOLOv8n's 3-6-6-3 at depth 0.33
+
+
+@pytest.mark.parametrize(("binding", "message"), [({"activation": "gelu"}, "relu"),
+                                                  ({"width": 0.0}, "width")])
+def test_csp_darknet_refuses_bad_settings_naming_them(binding, message):
+    with pytest.raises(ConfigError, match=message):
+        kdod.BACKBONES.get("csp_darknet")(input_shape=(64, 64, 3), **binding)

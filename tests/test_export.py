@@ -154,6 +154,19 @@ def test_a_detector_with_box_bins_exports_to_tflite_and_saved_model(tmp_path, cl
     np.testing.assert_allclose(served["raw_detection_boxes"], expected_boxes, atol=1e-4)
 
 
+def test_the_real_students_csp_network_exports_to_tflite_with_the_keras_outputs(tmp_path,
+                                                                                clean_gin):
+    config.parse_gin([TINY], ["DetectorConfig.backbone = 'csp_darknet'",
+                              "DetectorConfig.image_size = 64", "csp_darknet.width = 0.125"])
+    detector = Detector(DetectorConfig())
+    square = tf.cast(tf.random.stateless_uniform([1, 64, 64, 3], [0, 4], 0, 255), tf.uint8)
+    network = detector(tf.cast(square, tf.float32))
+    path = export_lib.export(detector, tmp_path, "tflite", "float32")
+    outputs = exported.TfliteDetector(path, exported.RUNTIMES[0]).network(square.numpy())
+    for key in ("cls_logits", "box_regression"):
+        np.testing.assert_allclose(outputs[key], network[key].numpy(), atol=1e-4)
+
+
 def test_int8_loads_on_both_interpreters_and_finds_the_plate(trained, tiny_export):
     path = export_lib.export(trained, tiny_export / "export", "tflite", "int8",
                              model_dir=tiny_export)

@@ -53,7 +53,7 @@ def csp_darknet(input_shape: Sequence[int] = (320, 320, 3), width: float = 0.25,
     if activation not in ACTIVATIONS:
         raise ConfigError(f"csp_darknet.activation must be one of {ACTIVATIONS}; got "
                           f"{activation!r}.")
-    channels = [max(8, int(round(c * width / 8)) * 8) for c in CHANNELS]
+    channels = [max(8, round(c * width / 8) * 8) for c in CHANNELS]  # multiples of 8
     blocks = [max(1, round(n * depth)) for n in BOTTLENECKS]
     images = keras.Input(shape, name="images")
     x = keras.layers.Rescaling(1 / 127.5, offset=-1.0, name="rescale")(images)
