@@ -9,7 +9,7 @@ import pytest
 
 from kdod.benchmarks import losses, real, targets
 from kdod.benchmarks.common import BenchmarkOptions
-from kdod.benchmarks.study import Ledger, Run, markdown_table, measure_all
+from kdod.benchmarks.study import FINGERPRINT_FILE, Ledger, Run, markdown_table, measure_all
 
 KEEP = ("AP", "train_minutes")
 
@@ -41,6 +41,20 @@ def test_recorded_runs_are_not_trained_again_and_a_gone_teacher_is(tiny_data_dir
     assert (teacher.model_dir / "detector.weights.h5").is_file()
     assert (longer.model_dir / "checkpoints" / "ckpt-8.weights.h5").is_file()
     assert len(json.loads(results.read_text())["runs"]) == 2  # The same two folders.
+
+
+def test_a_folder_left_by_another_config_of_a_run_is_moved_aside_not_resumed(tiny_data_dir,
+                                                                            tmp_path):
+    results = tmp_path / "study.json"
+    teacher, _ = _tiny_runs(tmp_path, tiny_data_dir)
+    measure_all([teacher], Ledger(results, KEEP))
+    _, longer = _tiny_runs(tmp_path, tiny_data_dir, steps=8)
+    measure_all([longer.teacher], Ledger(results, KEEP))
+    aside = teacher.model_dir.with_name("teacher.superseded-1")
+    assert (aside / "checkpoints" / "ckpt-4.weights.h5").is_file()
+    assert (aside / FINGERPRINT_FILE).read_text() == teacher.fingerprint()
+    assert (teacher.model_dir / FINGERPRINT_FILE).read_text() == longer.teacher.fingerprint()
+    assert (teacher.model_dir / "checkpoints" / "ckpt-8.weights.h5").is_file()
 
 
 def test_markdown_table_gives_mean_and_std_or_the_value():

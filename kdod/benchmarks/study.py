@@ -7,21 +7,28 @@ config. A run recorded with the same config is not trained again, even when its 
 (a fresh clone, another machine), so a study of many CPU-hours goes on over several sittings:
 run the same command again. A distilled run whose teacher's folder is gone trains that teacher
 again first (same recipe and seed; its record is replaced by the new teacher's metrics).
+A run's folder records the config it trains (`study_fingerprint`): a stopped run resumes, and a
+folder left by an older config of the run is moved aside (`<name>.superseded-1`), not resumed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import gin
+from absl import logging
 
 from kdod import checkpoints, config
 from kdod.benchmarks.common import mean_std, parse_recipe, recipe
 from kdod.files import write_json
+
+
+FINGERPRINT_FILE = "study_fingerprint"  # in a run's folder: the config it was trained with
 
 
 @dataclasses.dataclass(frozen=True)
@@ -106,11 +113,30 @@ def trained_dir(run: Run, ledger: Ledger) -> Path:
 def _train_and_record(run: Run, ledger: Ledger, fingerprint: str) -> dict:
     from kdod.experiment import train_and_evaluate
 
+    _claim_folder(run.model_dir, fingerprint)
     metrics = train_and_evaluate([recipe(name) for name in run.gin_files], run.bindings,
                                  run.model_dir, split=None)
     kept = ledger.record(run, fingerprint, metrics)
     ledger.write({"partial": True})
     return kept
+
+
+def _claim_folder(model_dir: Path, fingerprint: str) -> None:
+    """Marks `model_dir` as the run of `fingerprint`. A folder left by another config of the run
+    (its recipe changed since) is moved aside to `<name>.superseded-<n>`: resuming its
+    checkpoints would train a mix of the two, or fail on another architecture. A folder of the
+    same config is kept, so a stopped run resumes."""
+    marker = model_dir / FINGERPRINT_FILE
+    if model_dir.exists() and any(model_dir.iterdir()) and not (
+            marker.is_file() and marker.read_text() == fingerprint):
+        aside = next(path for n in itertools.count(1)
+                     if not (path := model_dir.with_name(f"{model_dir.name}.superseded-{n}"))
+                     .exists())
+        model_dir.rename(aside)
+        logging.warning("%s holds a run of another config; moved aside to %s, starting over.",
+                        model_dir, aside)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    marker.write_text(fingerprint)
 
 
 def measure_all(runs: Iterable[Run], ledger: Ledger,
