@@ -27,7 +27,6 @@ from kdod import checkpoints, config
 from kdod.benchmarks.common import mean_std, parse_recipe, recipe
 from kdod.files import write_json
 
-
 FINGERPRINT_FILE = "study_fingerprint"  # in a run's folder: the config it was trained with
 
 
