@@ -27,7 +27,9 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
+from tensorflow.core.framework import tensor_pb2
 
 from kdod.checkpoints import DETECTOR_WEIGHTS
 from kdod.config import OPERATIVE_CONFIG
@@ -177,32 +179,41 @@ def cached_examples(path: str | Path) -> tf.data.Dataset:
         parse, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def _examples_of(batch: Mapping[str, tf.Tensor]) -> Iterator[dict[str, tf.Tensor]]:
+def _examples_of(batch: Mapping[str, tf.Tensor]) -> Iterator[dict[str, np.ndarray]]:
     """The examples of a padded batch with its teacher outputs, boxes and labels unpadded and
-    floating teacher outputs as float16."""
-    for i in range(int(tf.shape(batch["image"])[0])):
-        count = int(batch["num_boxes"][i])
-        example = {key: batch[key][i] for key in EXAMPLE_KEYS if key in batch}
+    floating teacher outputs as float16. The batch is copied to NumPy once, not sliced and cast as
+    eager tensors example by example (one op dispatch each)."""
+    arrays = {key: value.numpy() for key, value in batch.items()
+              if key in (*EXAMPLE_KEYS, "num_boxes") or key.startswith(PREFIX)}
+    for key, value in arrays.items():
+        if key.startswith(PREFIX) and np.issubdtype(value.dtype, np.floating):
+            arrays[key] = value.astype(np.float16)
+    for i in range(len(arrays["image"])):
+        count = int(arrays["num_boxes"][i])
+        example = {key: arrays[key][i] for key in EXAMPLE_KEYS if key in arrays}
         example["boxes"], example["labels"] = example["boxes"][:count], example["labels"][:count]
-        for key, value in batch.items():
-            if key.startswith(PREFIX):
-                example[key] = (tf.cast(value[i], tf.float16) if value.dtype.is_floating
-                                else value[i])
-        yield example
+        yield example | {key: value[i] for key, value in arrays.items() if key.startswith(PREFIX)}
 
 
-def _record(example: Mapping[str, tf.Tensor]) -> bytes:
+def _tensor_protos(example: Mapping[str, np.ndarray]) -> dict[str, tensor_pb2.TensorProto]:
+    """Each value as the TensorProto that `tf.io.parse_tensor` reads back."""
+    return {key: tf.make_tensor_proto(value) for key, value in example.items()}
+
+
+def _record(protos: Mapping[str, tensor_pb2.TensorProto]) -> bytes:
     feature = {key: tf.train.Feature(bytes_list=tf.train.BytesList(
-        value=[tf.io.serialize_tensor(value).numpy()])) for key, value in example.items()}
+        value=[proto.SerializeToString()])) for key, proto in protos.items()}
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def _feature_specs(example: Mapping[str, tf.Tensor]) -> dict[str, dict]:
+def _feature_specs(protos: Mapping[str, tensor_pb2.TensorProto]) -> dict[str, dict]:
     """Each key's dtype and shape; the number of boxes varies from example to example."""
-    return {key: {"dtype": value.dtype.name,
-                  "shape": [None, *value.shape[1:]] if key in ("boxes", "labels")
-                  else list(value.shape)}
-            for key, value in example.items()}
+    specs = {}
+    for key, proto in protos.items():
+        shape = [dim.size for dim in proto.tensor_shape.dim]
+        specs[key] = {"dtype": tf.as_dtype(proto.dtype).name,
+                      "shape": [None, *shape[1:]] if key in ("boxes", "labels") else shape}
+    return specs
 
 
 def write(path: str | Path, batches: Iterator[Mapping[str, tf.Tensor]], examples: int,
@@ -226,8 +237,9 @@ def write(path: str | Path, batches: Iterator[Mapping[str, tf.Tensor]], examples
                     writer.close()
                 shards.append(f"shard-{len(shards):05d}.tfrecord")
                 writer = tf.io.TFRecordWriter(str(folder / shards[-1]))
-            specs = specs or _feature_specs(example)
-            writer.write(_record(example))
+            protos = _tensor_protos(example)
+            specs = specs or _feature_specs(protos)
+            writer.write(_record(protos))
             written += 1
         progress.update(written)
     if writer:
