@@ -12,9 +12,9 @@ and AP_small on the test images, and wall minutes of student training on this ma
 student alone also trains with each augmentation variant (gin/real/augment_*.gin), to measure
 which of camera degradations and tilts help on real photographs. The best distilled recipe's
 seed-0 student is exported to TFLite and timed end to end (letterbox, network, decoding, NMS)
-on a real test image, batch 1, 2 threads. Every run's metrics are
-recorded in the results file as it finishes (kdod/benchmarks/study.py): run the command again
-and a stopped benchmark goes on with the runs not recorded yet, also from a fresh clone.
+on a real test image, batch 1, 2 threads. Every run's metrics are recorded in the results file
+as it finishes (kdod/benchmarks/study.py): run the command again and a stopped benchmark goes
+on with the runs not recorded yet, also from a fresh clone.
 The table goes to benchmarks/real.md (for the README), the plot to benchmarks/real.png.
 """
 
