@@ -50,11 +50,10 @@ def seed_plan(options: BenchmarkOptions, seed: int,
     """The runs of one seed: the student alone and each distilled student, all distilled from
     the one teacher (seed 0's run, trained first in seed 0's plan): the loss study's real plan
     (`losses.seed_plan`), whose runs these are; then the student with each augmentation variant."""
-    data = losses.DATA_SETS[0]
-    student = data.bindings(options, seed, options.student_steps)
-    variants = [Run(name, (gin_file,), losses.seed_dir(data, options, seed) / Path(gin_file).stem,
-                    student) for name, gin_file in AUGMENTED.items()]
-    return losses.seed_plan(data, options, seed, distilled) + variants
+    plan = losses.seed_plan(losses.DATA_SETS[0], options, seed, distilled)
+    student = next(run for run in plan if run.model == STUDENT[0])
+    return plan + [Run(name, (gin_file,), student.model_dir.with_name(Path(gin_file).stem),
+                       student.bindings) for name, gin_file in AUGMENTED.items()]
 
 
 def summary(measured: dict[str, list[dict]]) -> dict:
