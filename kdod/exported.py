@@ -117,9 +117,23 @@ class TfliteDetector:
         self.runner = self.interpreter.get_signature_runner()
         self.input = self.interpreter.get_input_details()[0]
         self.image_size = int(self.input["shape"][1])
-        self._postprocess = tf.function(postprocess.postprocess)
-        self._letterbox = tf.function(lambda image: geometry.letterbox_image(image,
-                                                                             self.image_size))
+        # One graph before the interpreter and one after it, traced once for every image size:
+        # eager ops and a retrace per new image shape would cost more than the network.
+        self._letterbox = tf.function(self._letterbox_uint8, input_signature=[
+            tf.TensorSpec([None, None, 3], tf.uint8)])
+        self._detections = tf.function(self._detections_in_image)
+
+    def _letterbox_uint8(self, image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        square, window = geometry.letterbox_image(image, self.image_size)
+        return tf.cast(tf.round(square), tf.uint8)[None], window
+
+    def _detections_in_image(self, cls_logits: tf.Tensor, box_regression: tf.Tensor,
+                             image_hw: tf.Tensor, window: tf.Tensor) -> dict[str, tf.Tensor]:
+        detections = postprocess.postprocess(cls_logits, box_regression, self.anchors)
+        count = detections["num_detections"][0]
+        return {"boxes": geometry.to_image_boxes(detections["boxes"][0, :count], image_hw, window),
+                "scores": detections["scores"][0, :count],
+                "classes": detections["classes"][0, :count]}
 
     def network(self, images: np.ndarray) -> dict[str, np.ndarray]:
         """cls_logits and box_regression of uint8 [1, S, S, 3] letterboxed images."""
@@ -130,15 +144,11 @@ class TfliteDetector:
 
     def detect_image(self, image: np.ndarray) -> dict[str, np.ndarray]:
         """Detections on one uint8 [H, W, 3] image: boxes normalized to it, 0-based classes."""
-        square, window = self._letterbox(tf.constant(image))
-        outputs = self.network(np.round(square.numpy())[None].astype(np.uint8))
-        detections = self._postprocess(outputs["cls_logits"], outputs["box_regression"],
-                                       self.anchors)
-        count = int(detections["num_detections"][0])
-        boxes = geometry.to_image_boxes(detections["boxes"][0, :count], image.shape[:2], window)
-        return {"boxes": boxes.numpy(),
-                "scores": detections["scores"][0, :count].numpy(),
-                "classes": detections["classes"][0, :count].numpy()}
+        square, window = self._letterbox(image)
+        outputs = self.network(square.numpy())
+        detections = self._detections(outputs["cls_logits"], outputs["box_regression"],
+                                      np.asarray(image.shape[:2], np.int32), window)
+        return {key: value.numpy() for key, value in detections.items()}
 
 
 def load_exported(path: str | Path, runtime: str = "litert",
