@@ -124,20 +124,11 @@ def test_tflite_float32_matches_keras(trained, tiny_export, runtime):
         np.testing.assert_allclose(outputs[key], expected[key].numpy(), atol=1e-3)
     detections, keras = tflite.detect_image(image), _keras_detections(trained, image)
     np.testing.assert_allclose(detections["boxes"], keras["boxes"], atol=1e-4)
-
-
-def test_tflite_detections_on_images_of_other_sizes_equal_keras_without_retracing(trained,
-                                                                                  tiny_export):
-    path = export_lib.export(trained, tiny_export / "export", "tflite", "float32",
-                             model_dir=tiny_export)
-    tflite = exported.TfliteDetector(path, exported.RUNTIMES[0])
-    image, _ = _plate_images()[0]
-    for height, width in [(150, 230), (201, 97), (96, 96)]:
+    for height, width in [(150, 230), (201, 97), (96, 96)]:  # Other sizes, one graph for all.
         resized = tf.cast(tf.image.resize(image, [height, width]), tf.uint8).numpy()
         detections, expected = tflite.detect_image(resized), _keras_detections(trained, resized)
         np.testing.assert_allclose(detections["boxes"], expected["boxes"], atol=1e-4)
         np.testing.assert_allclose(detections["scores"], expected["scores"], atol=1e-4)
-    # A graph per image size would cost ~100 ms each on the edge device: one trace serves all.
     assert tflite._letterbox.experimental_get_tracing_count() == 1
     assert tflite._detections.experimental_get_tracing_count() == 1
 
