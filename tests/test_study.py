@@ -57,6 +57,23 @@ def test_a_folder_left_by_another_config_of_a_run_is_moved_aside_not_resumed(tin
     assert (teacher.model_dir / "checkpoints" / "ckpt-8.weights.h5").is_file()
 
 
+def test_a_cached_run_makes_its_cache_first_records_its_minutes_and_deletes_it(tiny_data_dir,
+                                                                              tmp_path):
+    results = tmp_path / "study.json"
+    teacher, online = _tiny_runs(tmp_path, tiny_data_dir)
+    folder = tmp_path / "runs" / "kl_cache"
+    cached = Run("kl cached", online.gin_files, tmp_path / "runs" / "kl_cached",
+                 online.bindings[:-1], teacher=teacher, teacher_cache=folder)
+    assert cached.bindings[-2:] == (f"DistillerConfig.teacher_dir = '{teacher.model_dir}'",
+                                    f"DistillerConfig.teacher_cache = '{folder}'")
+    measured = measure_all([teacher, cached], Ledger(results, (*KEEP, "teacher_cache_minutes")))
+    assert measured["kl cached"][0]["teacher_cache_minutes"] > 0
+    assert "teacher_cache_minutes" not in measured["teacher"][0]  # Kept where measured.
+    assert not folder.exists()  # Gigabytes at real sizes: deleted once the run is recorded.
+    log = (cached.model_dir / "operative_config.gin").read_text()
+    assert "teacher_cache = " in log and str(folder) in log  # It trained from the cache.
+
+
 def test_markdown_table_gives_mean_and_std_or_the_value():
     rows = {"a": {"AP": {"mean": 0.5, "std": 0.0125}, "gain": 1.234}, "b": {"AP": {"mean": 0.25,
                                                                                    "std": 0.0}}}
@@ -127,3 +144,14 @@ def test_the_losses_and_real_benchmarks_share_their_real_runs(tmp_path):
             if run.model_dir in ours:
                 assert ours[run.model_dir].fingerprint() == run.fingerprint(), run.model
         assert sum(run.model_dir in ours for run in theirs) == shared
+
+
+def test_the_real_plan_trains_pkd_again_from_a_teacher_cache_of_its_seed(tmp_path):
+    plan = {run.model: run for run in real.seed_plan(BenchmarkOptions(output=tmp_path / "x.json"),
+                                                     1)}
+    online, cached = plan["feature_imitation (PKD)"], plan["feature_imitation (PKD), teacher cache"]
+    assert (cached.teacher, cached.gin_files) == (online.teacher, online.gin_files)
+    assert cached.bindings == (*online.bindings,
+                               f"DistillerConfig.teacher_cache = '{cached.teacher_cache}'")
+    assert cached.model_dir == online.model_dir.with_name("pkd_cached")
+    assert cached.teacher_cache == online.model_dir.with_name("pkd_cache")

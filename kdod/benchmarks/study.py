@@ -9,6 +9,9 @@ run the same command again. A distilled run whose teacher's folder is gone train
 again first (same recipe and seed; its record is replaced by the new teacher's metrics).
 A run's folder records the config it trains (`study_fingerprint`): a stopped run resumes, and a
 folder left by an older config of the run is moved aside (`<name>.superseded-1`), not resumed.
+A run distilled from a teacher cache makes the cache first (`kdod.cache_teacher_lib`, timed: its
+minutes are the teacher's, recorded apart from the student's) and deletes it once the run is
+recorded: a cache is gigabytes, and made again from the recipe when needed.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -33,18 +37,23 @@ FINGERPRINT_FILE = "study_fingerprint"  # in a run's folder: the config it was t
 @dataclasses.dataclass(frozen=True)
 class Run:
     """One training run of a study: `gin_files` (names in gin/) plus `bindings`, in
-    `model_dir`; a distilled run names the `teacher` run it distills from."""
+    `model_dir`; a distilled run names the `teacher` run it distills from, and with
+    `teacher_cache` a folder for the cache of that teacher's outputs it trains from."""
 
     model: str
     gin_files: tuple[str, ...]
     model_dir: Path
     bindings: tuple[str, ...] = ()
     teacher: Run | None = None
+    teacher_cache: Path | None = None
 
     def __post_init__(self):
         if self.teacher is not None:
             object.__setattr__(self, "bindings", (
                 *self.bindings, f"DistillerConfig.teacher_dir = '{self.teacher.model_dir}'"))
+        if self.teacher_cache is not None:
+            object.__setattr__(self, "bindings", (
+                *self.bindings, f"DistillerConfig.teacher_cache = '{self.teacher_cache}'"))
 
     def parse(self) -> None:
         """Replaces the gin config by this run's."""
@@ -76,7 +85,7 @@ class Ledger:
         return entry["metrics"] if entry and entry["fingerprint"] == fingerprint else None
 
     def record(self, run: Run, fingerprint: str, metrics: Mapping[str, float]) -> dict:
-        kept = {name: metrics[name] for name in self.keep}
+        kept = {name: metrics[name] for name in self.keep if name in metrics}
         self.runs[str(run.model_dir)] = {"model": run.model, "fingerprint": fingerprint,
                                          "metrics": kept}
         return kept
@@ -113,11 +122,26 @@ def _train_and_record(run: Run, ledger: Ledger, fingerprint: str) -> dict:
     from kdod.experiment import train_and_evaluate
 
     _claim_folder(run.model_dir, fingerprint)
+    cache_minutes = {"teacher_cache_minutes": _made_cache_minutes(run)} if run.teacher_cache else {}
     metrics = train_and_evaluate([recipe(name) for name in run.gin_files], run.bindings,
                                  run.model_dir, split=None)
-    kept = ledger.record(run, fingerprint, metrics)
+    kept = ledger.record(run, fingerprint, {**metrics, **cache_minutes})
     ledger.write({"partial": True})
+    if run.teacher_cache:
+        shutil.rmtree(run.teacher_cache)
     return kept
+
+
+def _made_cache_minutes(run: Run) -> float:
+    """Makes the run's teacher cache unless a finished one is there; the minutes it took."""
+    from kdod.cache_teacher_lib import make_cache
+    from kdod.data import cache
+
+    manifest = run.teacher_cache / cache.MANIFEST
+    if manifest.is_file():
+        return json.loads(manifest.read_text())["seconds"] / 60
+    run.parse()
+    return make_cache(run.teacher_cache)["seconds"] / 60
 
 
 def _claim_folder(model_dir: Path, fingerprint: str) -> None:
@@ -150,8 +174,9 @@ def measure_all(runs: Iterable[Run], ledger: Ledger,
 
 
 def per_model(measured: Mapping[str, list[dict]], metrics: Sequence[str]) -> dict:
-    """Mean +- std over seeds of each metric of each model."""
-    return {name: {metric: mean_std([run[metric] for run in runs]) for metric in metrics}
+    """Mean +- std over seeds of each metric of each model (that all its runs measured)."""
+    return {name: {metric: mean_std([run[metric] for run in runs]) for metric in metrics
+                   if all(metric in run for run in runs)}
             for name, runs in measured.items()}
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -220,7 +221,9 @@ def write(path: str | Path, batches: Iterator[Mapping[str, tf.Tensor]], examples
           manifest: Mapping, examples_per_shard: int = 256, verbose: bool = True) -> dict:
     """Writes the first `examples` examples of `batches` (padded batches holding the teacher's
     outputs under PREFIX keys) to shards in `path`, then the manifest: `manifest` (from
-    `expected_manifest`, plus what the caller records) with the shards, features and count."""
+    `expected_manifest`, plus what the caller records) with the shards, features, count and
+    the seconds it took (the teacher's forward passes included)."""
+    start = time.perf_counter()
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / MANIFEST).unlink(missing_ok=True)  # Unfinished until the new one is written.
@@ -245,7 +248,7 @@ def write(path: str | Path, batches: Iterator[Mapping[str, tf.Tensor]], examples
     if writer:
         writer.close()
     result = {**manifest, "format": FORMAT, "examples": written, "shards": shards,
-              "features": specs}
+              "features": specs, "seconds": time.perf_counter() - start}
     (folder / MANIFEST).write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     return result
 
