@@ -3,7 +3,6 @@
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -201,12 +200,30 @@ def test_scale_summary_compares_cached_with_online_distillation_and_checks_the_s
     assert slow["meets_target"] is False
 
 
-def test_scale_runs_distill_from_the_cache_only_when_given_one():
-    from kdod.benchmarks import scale
+def test_scale_compares_the_real_study_s_online_and_cached_pkd_runs(tmp_path):
+    from kdod.benchmarks import real, scale
 
-    options = BenchmarkOptions(student_steps=7, bindings=("train.log_every = 1",))
-    online = scale.bindings(options, 2, Path("t"))
-    cached = scale.bindings(options, 2, Path("t"), Path("c"))
-    assert cached == [*online, "DistillerConfig.teacher_cache = 'c'"]
-    assert {"train.seed = 2", "train.steps = 7", "train.log_every = 1",
-            "DistillerConfig.teacher_dir = 't'"} <= set(online)
+    plan = {run.model: run for run in real.seed_plan(BenchmarkOptions(output=tmp_path / "x"), 0)}
+    online, cached = plan[scale.ONLINE], plan[scale.CACHED]
+    assert online.teacher_cache is None and cached.teacher_cache is not None
+    assert online.gin_files == cached.gin_files == ("real/student.gin", "losses/pkd.gin")
+
+
+def test_scale_step_times_run_the_student_cached_and_online_steps_on_a_cached_batch(
+        tiny_data_dir, tmp_path):
+    from kdod.benchmarks import scale
+    from kdod.benchmarks.study import Ledger, Run, measure_all
+    from kdod.cache_teacher_lib import make_cache
+
+    common = (f"input_pipeline.data_dir = '{tiny_data_dir}'", "train.steps = 2",
+              "train.summary_images = 0", "input_pipeline.batch_size = 4")
+    teacher = Run("teacher", ("tiny.gin",), tmp_path / "teacher", common)
+    measure_all([teacher], Ledger(tmp_path / "study.json", ("AP",)))
+    cached = Run("kl", ("tiny.gin", "losses/kl.gin"), tmp_path / "kl", common, teacher=teacher,
+                 teacher_cache=tmp_path / "big_cache")
+    cached.parse()
+    make_cache(tmp_path / "small", examples=8, verbose=False)
+    timing = scale.step_times(cached, tmp_path / "small", repeats=1)
+    assert timing["batch_size"] == 4
+    assert timing["cached_step_ratio"] == timing["cached_step_s"] / timing["student_step_s"] > 0
+    assert timing["online_step_s"] > 0

@@ -1,11 +1,13 @@
 """scale: what the teacher cache and MirroredStrategy buy.
 
-    python -m kdod.benchmark scale [--seeds 3 --teacher_steps 1000 --student_steps 600]
+    python -m kdod.benchmark scale [--seeds 3]
 
-- step time of distillation from a teacher cache, and online (the teacher run every step), as
-  ratios to the plain student's step, on the same batch in one process;
-- AP of the kl_ssd recipe distilled from the cache and online, over seeds (each seed's cache
-  augmented with its seed), from one teacher_small;
+- AP on the 87 real test images of the real-plates student distilled with PKD from a teacher
+  cache and online (the teacher run every step), over seeds: the `real` benchmark's two runs
+  of each seed (kdod/benchmarks/real.py), recorded in its results file (benchmarks/real.json)
+  and trained here if they are not; each seed's cache holds that seed's augmented examples;
+- step time of the cached and online distillation as ratios to the plain student's step, on
+  one batch of a small cache of seed 0's recipe, in one process;
 - the cache's size per image;
 - student training throughput under MirroredStrategy over 2 logical CPU devices vs 1 device
   (in a subprocess: logical devices are set before TensorFlow starts).
@@ -23,28 +25,19 @@ import gin
 import tensorflow as tf
 
 from kdod import train_lib, train_step
-from kdod.benchmarks import targets
+from kdod.benchmarks import real, targets
 from kdod.benchmarks.common import BenchmarkOptions, mean_std, parse_recipe, random_batch, recipe
+from kdod.benchmarks.study import Ledger, Run, measure_all
 from kdod.cache_teacher_lib import make_cache
 from kdod.data import cache
 from kdod.data.pipeline import input_pipeline
 from kdod.detection.detector import Detector, DetectorConfig
 from kdod.distill.distiller import DistillerConfig, build_distiller
-from kdod.experiment import train_and_evaluate
-from kdod.files import write_json
 from kdod.timing import seconds_per_call
 
-TEACHER, STUDENT, DISTILLED = "teacher_small.gin", "student_small.gin", "kl_ssd.gin"
-
-
-def bindings(options: BenchmarkOptions, seed: int, teacher_dir: Path,
-             teacher_cache: Path | None = None) -> list[str]:
-    """The distilled runs' bindings: data, seed, student steps, teacher (and cache)."""
-    given = [options.data_binding, *options.bindings, f"train.seed = {seed}",
-             f"train.steps = {options.student_steps}",
-             f"DistillerConfig.teacher_dir = '{teacher_dir}'"]
-    return given + ([f"DistillerConfig.teacher_cache = '{teacher_cache}'"] if teacher_cache
-                    else [])
+STUDENT = "student_small.gin"  # MirroredStrategy's throughput: the synthetic student.
+ONLINE, CACHED = next(iter(real.CACHED.items()))[::-1]  # The real study's pair of PKD runs.
+TIMING_EXAMPLES = 64  # In the small cache the step times are measured on.
 
 
 def cached_batch(teacher_cache: Path) -> dict[str, tf.Tensor]:
@@ -55,10 +48,11 @@ def cached_batch(teacher_cache: Path) -> dict[str, tf.Tensor]:
     return {k: v for k, v in next(iter(batches)).items() if v.dtype != tf.string}
 
 
-def step_times(distilled_bindings: list[str], teacher_cache: Path, repeats: int = 10) -> dict:
+def step_times(cached_run: Run, teacher_cache: Path, repeats: int = 10) -> dict:
     """Seconds per training step of the student alone, distilled from the cache and online, on
-    one batch of the cache; their ratios to the student's."""
-    parse_recipe(recipe(DISTILLED), *distilled_bindings)
+    one batch of the cache (made for `cached_run`'s recipe); their ratios to the student's."""
+    cached_run.parse()
+    gin.bind_parameter("DistillerConfig.teacher_cache", str(teacher_cache))
     models = {"student": Detector(DetectorConfig()),
               "cached": build_distiller(DistillerConfig()),
               "online": build_distiller(DistillerConfig(teacher_cache=None))}
@@ -130,27 +124,20 @@ def mirrored_throughput(options: BenchmarkOptions, batch_size: int = 16) -> dict
 
 
 def run(options: BenchmarkOptions) -> dict:
-    """The teacher, then per seed a cache and the cached and online students; then timings."""
-    runs = options.runs_dir / "scale"
-    teacher_dir = runs / "teacher"
-    train_and_evaluate([recipe(TEACHER)], [options.data_binding, *options.bindings,
-                                           f"train.steps = {options.teacher_steps}"],
-                       teacher_dir)
-    ap: dict[str, list[float]] = {"cached": [], "online": []}
-    for seed in range(options.seeds):
-        teacher_cache = runs / f"cache_seed{seed}"
-        if not (teacher_cache / cache.MANIFEST).is_file():
-            parse_recipe(recipe(DISTILLED), *bindings(options, seed, teacher_dir))
-            make_cache(teacher_cache)
-        for name, used in (("cached", teacher_cache), ("online", None)):
-            metrics = train_and_evaluate([recipe(DISTILLED)],
-                                         bindings(options, seed, teacher_dir, used),
-                                         runs / f"{name}_seed{seed}")
-            ap[name].append(metrics["AP"])
-        write_json(options.output_path("scale"), {"benchmark": "scale", "partial": True,
-                                                  "AP": ap})
-    first_cache = runs / "cache_seed0"
-    timing = step_times(bindings(options, 0, teacher_dir, first_cache), first_cache)
-    return {"steps": {"teacher": options.teacher_steps, "students": options.student_steps},
-            **summary(ap, timing, cache.bytes_per_example(first_cache),
+    """The real study's cached and online PKD runs of every seed; then the timings on a small
+    cache of seed 0's recipe, its size per image and the MirroredStrategy throughput."""
+    ledger = Ledger(options.output_path("scale").with_name("real.json"), real.METRICS)
+    plans = [real.seed_plan(options, seed) for seed in range(options.seeds)]
+    measured = measure_all([run for plan in plans for run in plan
+                            if run.model in (ONLINE, CACHED)], ledger)
+    ap = {"cached": [m["AP"] for m in measured[CACHED]],
+          "online": [m["AP"] for m in measured[ONLINE]]}
+    first = next(run for run in plans[0] if run.model == CACHED)
+    timing_cache = options.runs_dir / "scale" / "timing_cache"
+    if not (timing_cache / cache.MANIFEST).is_file():
+        first.parse()
+        make_cache(timing_cache, examples=TIMING_EXAMPLES)
+    cache_minutes = mean_std([m["teacher_cache_minutes"] for m in measured[CACHED]])
+    return {"recipe": {"online": ONLINE, "cached": CACHED}, "teacher_cache_minutes": cache_minutes,
+            **summary(ap, step_times(first, timing_cache), cache.bytes_per_example(timing_cache),
                       mirrored_throughput(options))}
