@@ -10,8 +10,10 @@ r"""Benchmarks; each writes its numbers to a JSON file (default benchmarks/<name
     python -m kdod.benchmark losses     # every distillation loss and the best pair, AP gain/cost
     python -m kdod.benchmark scale      # teacher cache: step time, AP vs online, size; mirrored
 
-Several names run one after the other. The benchmarks live in `kdod.benchmarks`, their targets
-in `kdod.benchmarks.targets`; speed targets are checked there, never in timed tests.
+Several names run one after the other. `--strategy=mirrored` (or `tpu --tpu=NAME`) trains and
+evaluates the recipes of distill, detector, export, real, losses and scale under that strategy.
+The benchmarks live in `kdod.benchmarks`, their targets in `kdod.benchmarks.targets`; speed
+targets are checked there, never in timed tests.
 """
 
 from __future__ import annotations
@@ -21,12 +23,13 @@ from pathlib import Path
 
 from absl import flags
 
-from kdod import config
+from kdod import config, distribute
 from kdod.benchmarks import BENCHMARKS
 from kdod.benchmarks.common import BenchmarkOptions, machine
 from kdod.files import write_json
 
 flags.adopt_module_key_flags(config)  # --help lists --gin_file, --gin_param, --model_dir.
+flags.adopt_module_key_flags(distribute)  # ... and --strategy, --tpu.
 
 _DEFAULTS = BenchmarkOptions()
 flags.DEFINE_string("output", None, "JSON file for the results (default benchmarks/<name>.json).")
@@ -43,13 +46,14 @@ flags.DEFINE_string("text_csv", None, "ocr: also read these real plate crops, a 
                     "filename,plate_text rows (names relative to the CSV's folder).")
 
 
-def options_from_flags() -> BenchmarkOptions:
+def options_from_flags(strategy=None) -> BenchmarkOptions:
     flag = flags.FLAGS
     return BenchmarkOptions(output=Path(flag.output) if flag.output else None,
                             data_dir=flag.data_dir, num_batches=flag.num_batches,
                             seeds=flag.seeds, teacher_steps=flag.teacher_steps,
                             student_steps=flag.student_steps, bindings=tuple(flag.gin_param),
-                            ocr_model=flag.ocr_model, text_csv=flag.text_csv)
+                            ocr_model=flag.ocr_model, text_csv=flag.text_csv,
+                            strategy=strategy)
 
 
 def main(argv: list[str]) -> None:
@@ -57,8 +61,9 @@ def main(argv: list[str]) -> None:
     if not names or any(name not in BENCHMARKS for name in names):
         raise config.ConfigError(f"Name a benchmark: {', '.join(BENCHMARKS)} "
                                  f"(got {' '.join(names) or 'none'}).")
+    strategy = distribute.one_machine_strategy_from_flags("A benchmark")
     config.parse_flags_gin()
-    options = options_from_flags()
+    options = options_from_flags(strategy)
     for name in names:
         results = {"benchmark": name, "machine": machine(), **BENCHMARKS[name](options)}
         output = options.output_path(name)

@@ -123,6 +123,16 @@ def uses_custom_loop(strategy: tf.distribute.Strategy | None) -> bool:
                       | tf.distribute.TPUStrategy)
 
 
+def one_machine_strategy_from_flags(what: str) -> tf.distribute.Strategy | None:
+    """`strategy_from_flags` for work that runs on one machine (`what`, e.g. "Evaluation"):
+    --strategy=multi_worker is a ConfigError saying what to use instead."""
+    if flags.FLAGS.strategy == "multi_worker":
+        raise ConfigError(f"{what} runs on one machine: use --strategy=mirrored (its devices) "
+                          "or tpu; train across machines with python -m kdod.train "
+                          "--strategy=multi_worker, and the run evaluates like any other.")
+    return strategy_from_flags()
+
+
 def check_global_batch(strategy: tf.distribute.Strategy | None, batch_size: int,
                        binding: str = "input_pipeline.batch_size") -> None:
     """The global batch must split evenly over the replicas: a ConfigError naming `binding`."""

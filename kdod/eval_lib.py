@@ -15,7 +15,7 @@ from absl import logging
 from PIL import Image
 from tqdm import tqdm
 
-from kdod import checkpoints, config, exported, files, visualize
+from kdod import checkpoints, config, distribute, exported, files, visualize
 from kdod.data import geometry
 from kdod.data.pipeline import input_pipeline, load_examples
 from kdod.detection.detector import Detector, DetectorConfig
@@ -37,15 +37,40 @@ def coco_metrics(images: Iterable[tuple[str, dict, dict]]) -> dict[str, float]:
     return evaluator.result()
 
 
+def batch_detector(model: Detector, strategy: tf.distribute.Strategy | None = None
+                   ) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
+    """images [B, S, S, 3] -> `model.detect`'s outputs as arrays; with a strategy, each batch
+    is split over its replicas (padded to a multiple of them with copies of its last image, so
+    every replica gets images and a TPU sees one shape) and the results joined in order."""
+    detect = tf.function(model.detect)
+    if strategy is None:
+        return lambda images: {k: v.numpy() for k, v in detect(images).items()}
+    count = distribute.replicas(strategy)
+
+    def detect_split(images: np.ndarray) -> dict[str, np.ndarray]:
+        padded = np.concatenate([images, np.repeat(images[-1:], -len(images) % count, 0)])
+        shares = np.split(padded, count)
+        per_replica = strategy.experimental_distribute_values_from_function(
+            lambda context: tf.constant(shares[context.replica_id_in_sync_group]))
+        outputs = strategy.run(detect, args=(per_replica,))
+        return {key: np.concatenate([part.numpy() for part in
+                                     strategy.experimental_local_results(value)])[:len(images)]
+                for key, value in outputs.items()}
+
+    return detect_split
+
+
 def letterboxed_detections(model: Detector, dataset: tf.data.Dataset, num_visualizations: int = 0,
-                           visualization_dir: str | Path | None = None
+                           visualization_dir: str | Path | None = None,
+                           strategy: tf.distribute.Strategy | None = None,
                            ) -> Iterator[tuple[str, dict, dict]]:
     """`model`'s detections on an `input_pipeline(training=False)` dataset, per image, in the
-    original images' pixels (see `coco_metrics`); the first images drawn as PNGs if asked."""
-    detect = tf.function(model.detect)
+    original images' pixels (see `coco_metrics`); the first images drawn as PNGs if asked.
+    With a strategy (the model built in its scope), each batch is split over its replicas."""
+    detect = batch_detector(model, strategy)
     shown = 0
     for batch in tqdm(dataset.as_numpy_iterator(), desc="evaluating", unit="batch"):
-        detections = {k: v.numpy() for k, v in detect(batch["image"]).items()}
+        detections = detect(batch["image"])
         for i in range(len(batch["image"])):
             true_count, count = batch["num_boxes"][i], detections["num_detections"][i]
             window, size = batch["window"][i], batch["original_size"][i]
@@ -63,10 +88,11 @@ def letterboxed_detections(model: Detector, dataset: tf.data.Dataset, num_visual
 
 
 def evaluate_model(model: Detector, dataset: tf.data.Dataset, num_visualizations: int = 0,
-                   visualization_dir: str | Path | None = None) -> dict[str, float]:
+                   visualization_dir: str | Path | None = None,
+                   strategy: tf.distribute.Strategy | None = None) -> dict[str, float]:
     """COCO metrics of `model` on an evaluation dataset from `input_pipeline(training=False)`."""
     return coco_metrics(letterboxed_detections(model, dataset, num_visualizations,
-                                               visualization_dir))
+                                               visualization_dir, strategy))
 
 
 def _save_visualization(image, gt, pred, scores, path: Path) -> None:
@@ -188,20 +214,24 @@ def _log_metrics(title: str, metrics: dict[str, float]) -> None:
 
 @gin.configurable(denylist=["model_dir", "split", "num_visualizations", "text"])
 def evaluate(model_dir: str, split: str | None = None, num_visualizations: int = 0,
-             batch_size: int = 8, text: TextEvaluation | None = None) -> dict[str, float]:
+             batch_size: int = 8, text: TextEvaluation | None = None,
+             strategy: tf.distribute.Strategy | None = None) -> dict[str, float]:
     """Evaluates model_dir's latest checkpoint; writes metrics.json and TensorBoard scalars.
 
-    With `text`, the plate-reading metrics of `evaluate_text` join the COCO ones.
+    With `text`, the plate-reading metrics of `evaluate_text` join the COCO ones. With a
+    strategy (one machine's: mirrored or TPU) the detector runs on its replicas.
     """
     config.check_integer("evaluate.batch_size", batch_size)
     evaluate_plate_text = text_evaluator(text, split) if text is not None else None
-    model = load_trained(model_dir)
+    with distribute.scope(strategy):
+        model = load_trained(model_dir)
     with gin.config_scope("eval"):
         dataset = input_pipeline(training=False, image_size=model.image_size,
                                  batch_size=batch_size, split=split)
     name = split or "eval"
     out_dir = Path(model_dir) / f"eval_{name}"
-    coco = evaluate_model(model, dataset, num_visualizations, out_dir / "visualizations")
+    coco = evaluate_model(model, dataset, num_visualizations, out_dir / "visualizations",
+                          strategy)
     _log_metrics("COCO metrics", coco)
     plate_text = evaluate_plate_text(model) if evaluate_plate_text else {}
     if plate_text:

@@ -4,6 +4,7 @@ r"""COCO evaluation of a trained detector (pycocotools), and of plate reading wi
     python -m kdod.evaluate --exported=runs/tiny/export/model_int8.tflite [--split=test]
     python -m kdod.evaluate --model_dir=runs/tiny --ocr=rapidocr [--text_csv=truth.csv]
     python -m kdod.evaluate --model_dir=runs/tiny --ocr=plate_ctc --ocr_model=runs/plate_ctc
+    python -m kdod.evaluate --model_dir=runs/tiny --strategy=mirrored   # over local devices
 
 Without --gin_file, the run's own config (model_dir/config.gin) is used. Boxes
 are compared in the pixels of the original images. Results go to
@@ -28,9 +29,10 @@ from pathlib import Path
 
 from absl import flags
 
-from kdod import config
+from kdod import config, distribute
 
 flags.adopt_module_key_flags(config)  # --help lists --gin_file, --gin_param, --model_dir.
+flags.adopt_module_key_flags(distribute)  # ... and --strategy, --tpu.
 
 flags.DEFINE_string("split", None, "Split to evaluate; default: the split in the gin sources.")
 flags.DEFINE_integer("num_visualizations", 0, "Write this many PNGs with predicted (red) and "
@@ -79,17 +81,21 @@ def main(argv: list[str]) -> None:
     if not model_dir:
         raise config.ConfigError("--model_dir is required: the directory of a training run "
                                  "(or --exported: a SavedModel or .tflite file).")
+    strategy = distribute.one_machine_strategy_from_flags("Evaluation")
     config.parse_gin(config.run_gin_files(model_dir), flags.FLAGS.gin_param)
     from kdod.eval_lib import evaluate  # After flag parsing: TensorFlow loads slowly.
 
     metrics = evaluate(model_dir, flags.FLAGS.split, flags.FLAGS.num_visualizations,
-                       text=text_evaluation())
+                       text=text_evaluation(), strategy=strategy)
     print(" ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
 
 
 def main_exported(path: str) -> None:
     if flags.FLAGS.model_dir:
         raise config.ConfigError("Give --model_dir or --exported, not both.")
+    if flags.FLAGS.strategy != "default":
+        raise config.ConfigError("--strategy applies to --model_dir: an exported model runs "
+                                 "on one device (--exported).")
     if not Path(path).exists():
         raise config.ConfigError(f"--exported={path} does not exist.")
     from kdod.exported import export_folder  # After flag parsing: TensorFlow loads slowly.

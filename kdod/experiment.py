@@ -22,9 +22,10 @@ def latency_ms(model: Detector, repeats: int = 30) -> float:
 
 
 def train_and_evaluate(gin_files: Sequence[str], bindings: Sequence[str], model_dir: str | Path,
-                       num_visualizations: int = 0, split: str | None = "test") -> dict:
+                       num_visualizations: int = 0, split: str | None = "test",
+                       strategy: tf.distribute.Strategy | None = None) -> dict:
     """Trains (or resumes) a recipe under a fresh gin config, then its COCO metrics on `split`
-    (None: the splits of the recipe's evaluation sources).
+    (None: the splits of the recipe's evaluation sources), under `strategy` if given.
 
     Returns the metrics plus parameters, batch-1 latency (ms) and training minutes (all the
     sittings of a resumed run).
@@ -32,11 +33,11 @@ def train_and_evaluate(gin_files: Sequence[str], bindings: Sequence[str], model_
     gin.clear_config()
     config.parse_gin(gin_files, bindings)
     start = time.perf_counter()
-    train_lib.train(str(model_dir))
+    train_lib.train(str(model_dir), strategy=strategy)
     # A resumed run's time includes its earlier sittings (recorded with its checkpoints).
     minutes = (checkpoints.training_seconds(model_dir) or time.perf_counter() - start) / 60
     metrics = eval_lib.evaluate(str(model_dir), split=split,
-                                num_visualizations=num_visualizations)
+                                num_visualizations=num_visualizations, strategy=strategy)
     detector = eval_lib.load_trained(str(model_dir))
     return {**metrics, "parameters": detector.count_params(),
             "latency_ms": latency_ms(detector), "train_minutes": minutes}

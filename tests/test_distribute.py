@@ -24,7 +24,8 @@ TEACHER_LOSSES = "DistillerConfig.losses = {'kl_logits': 1.0, 'feature_imitation
 
 # One SGD step of a Distiller (teacher, kl_logits, feature_imitation with adapters) on a global
 # batch of 4 = two alike halves, on one device and on MirroredStrategy over 2 logical CPUs;
-# then `train` itself under MirroredStrategy, and a global batch that does not split.
+# then `train` itself under MirroredStrategy, and a global batch that does not split; then the
+# trained run's detections and COCO evaluation on one device and split over the 2 replicas.
 MIRRORED = """
 import json, sys
 import tensorflow as tf
@@ -57,6 +58,15 @@ mirrored = distribute.make_strategy("mirrored")
 one, before, after_one = one_step(None)
 two, _, after_two = one_step(mirrored)
 train_lib.train(model_dir, strategy=mirrored)
+
+from kdod import eval_lib
+images = batch["image"].numpy()[:3]  # Padded to 4 for the 2 replicas, then cut back to 3.
+on_one = eval_lib.batch_detector(eval_lib.load_trained(model_dir))(images)
+with distribute.scope(mirrored):
+    replicated = eval_lib.load_trained(model_dir)
+on_two = eval_lib.batch_detector(replicated, mirrored)(images)
+gin.bind_parameter("evaluate.batch_size", 3)
+coco = {"one": eval_lib.evaluate(model_dir), "two": eval_lib.evaluate(model_dir, strategy=mirrored)}
 try:
     gin.bind_parameter("input_pipeline.batch_size", 3)
     train_lib.train(model_dir + "_odd", strategy=mirrored)
@@ -67,7 +77,9 @@ print(json.dumps({
     "replicas": mirrored.num_replicas_in_sync, "one_device": one, "mirrored": two,
     "moved": max(float(np.max(np.abs(a - b))) for a, b in zip(after_one, before)),
     "difference": max(float(np.max(np.abs(a - b))) for a, b in zip(after_one, after_two)),
-    "odd_batch": odd}))
+    "odd_batch": odd, "detected_rows": len(on_two["raw_scores"]),
+    "detect_difference": float(np.max(np.abs(on_one["raw_scores"] - on_two["raw_scores"]))),
+    "coco": coco}))
 """
 
 # A worker of a MultiWorkerMirroredStrategy cluster (TF_CONFIG): trains, then saves the weights
@@ -128,6 +140,17 @@ def test_mirrored_on_two_devices_gives_one_devices_loss_and_step(tiny_data_dir, 
         "ckpt-2.weights.h5"]
     assert measured["odd_batch"] == ("input_pipeline.batch_size = 3 is the global batch; it "
                                      "must be a multiple of the 2 replicas of the strategy.")
+    assert measured["detected_rows"] == 3 and measured["detect_difference"] < 1e-5
+    assert measured["coco"]["two"] == pytest.approx(measured["coco"]["one"], abs=1e-6)
+
+
+def test_evaluation_and_benchmarks_refuse_several_machines_saying_what_to_use(tmp_path):
+    for command in (["kdod.evaluate", f"--model_dir={tmp_path}"], ["kdod.benchmark", "real"]):
+        result = subprocess.run([sys.executable, "-m", *command, "--strategy=multi_worker"],
+                                cwd=REPO, capture_output=True, text=True, timeout=120,
+                                check=False)
+        assert result.returncode != 0
+        assert "runs on one machine: use --strategy=mirrored" in result.stderr, result.stderr
 
 
 def _free_ports(count: int) -> list[int]:

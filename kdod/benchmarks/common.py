@@ -11,11 +11,15 @@ import datetime
 import os
 import platform
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gin
 import numpy as np
 
 from kdod import config
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 REPO_GIN = Path(__file__).resolve().parents[2] / "gin"
 SYNTHETIC = "synthetic_plates/quick"  # The TFDS set every benchmark trains and measures on.
@@ -36,6 +40,8 @@ class BenchmarkOptions:
         (real: e.g. another test set, ``REAL_TEST = ('number_plates', 'test', 1.0)``).
       ocr_model: ocr: plate_ctc's recognizer (a kdod.train_ocr run folder or .tflite).
       text_csv: ocr: real plate crops of known text, a CSV of filename,plate_text rows.
+      strategy: the tf.distribute strategy the benchmarks' training and evaluation run under
+        (one machine's: mirrored or TPU); None: one device.
     """
 
     output: Path | None = None
@@ -47,6 +53,7 @@ class BenchmarkOptions:
     bindings: tuple[str, ...] = ()
     ocr_model: str | None = None
     text_csv: str | None = None
+    strategy: tf.distribute.Strategy | None = None
 
     def output_path(self, name: str) -> Path:
         return self.output or Path(f"benchmarks/{name}.json")

@@ -61,6 +61,6 @@ def run(options: BenchmarkOptions) -> dict:
     speed = {name: recipe_speed(recipe(f"{name}.gin"), batch)
              for name, batch in BATCH_SIZES.items()}
     small = train_and_evaluate([recipe("student_small.gin")], [options.data_binding],
-                               options.runs_dir / "student_small")
+                               options.runs_dir / "student_small", strategy=options.strategy)
     return {"speed": speed, "student_small_synthetic_test": small,
             **targets.check("detector", {"student_small_AP50": small["AP50"]})}

@@ -81,7 +81,8 @@ def run(options: BenchmarkOptions) -> dict:
     ap: dict[str, list[float]] = {}
     for seed in range(options.seeds):
         for name, gin_file, model_dir, bindings in seed_plan(options, seed):
-            metrics = train_and_evaluate([recipe(gin_file)], bindings, model_dir)
+            metrics = train_and_evaluate([recipe(gin_file)], bindings, model_dir,
+                                         strategy=options.strategy)
             ap.setdefault(name, []).append(metrics["AP"])
         write_json(options.output_path("distill"),
                    {"benchmark": "distill", "partial": True, "steps": steps, **summary(ap)})

@@ -83,7 +83,8 @@ def run(options: BenchmarkOptions) -> dict:
     for role, (gin_file, steps) in plan.items():
         model_dir = options.runs_dir / "export" / role
         metrics = train_and_evaluate([recipe(gin_file)],
-                                     [options.data_binding, f"train.steps = {steps}"], model_dir)
+                                     [options.data_binding, f"train.steps = {steps}"], model_dir,
+                                     strategy=options.strategy)
         detector = eval_lib.load_trained(model_dir)
         image = np.zeros([detector.image_size, detector.image_size, 3], np.uint8)
         keras_form = {"size_mb": (model_dir / checkpoints.DETECTOR_WEIGHTS).stat().st_size / 2**20,

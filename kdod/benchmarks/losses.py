@@ -126,9 +126,11 @@ def run_data_set(data: DataSet, options: BenchmarkOptions, ledger: Ledger) -> di
     """Every loss and the baseline over the seeds, then the best pair over the seeds."""
     loss_files = {**LOSS_FILES, BASELINE[0]: BASELINE[1]}
     plans = [seed_plan(data, options, seed, loss_files) for seed in range(options.seeds)]
-    measured = measure_all([run for plan in plans for run in plan], ledger)
+    measured = measure_all([run for plan in plans for run in plan], ledger,
+                           strategy=options.strategy)
     first, second = best_pair(per_model(measured, METRICS))
-    measured |= measure_all([pair_run(plan, first, second) for plan in plans], ledger)
+    measured |= measure_all([pair_run(plan, first, second) for plan in plans], ledger,
+                            strategy=options.strategy)
     return summary(measured)
 
 

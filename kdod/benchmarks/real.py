@@ -152,10 +152,11 @@ def run(options: BenchmarkOptions) -> dict:
     output = options.output_path("real")
     ledger = Ledger(output, METRICS)
     plan = [run for seed in range(options.seeds) for run in seed_plan(options, seed)]
-    measured = measure_all(plan, ledger)
+    measured = measure_all(plan, ledger, strategy=options.strategy)
     results = summary(measured)
     best_run = next(run for run in seed_plan(options, 0) if run.model == results["best_recipe"])
-    latency = exported_latency(trained_dir(best_run, ledger), _first_test_image())
+    latency = exported_latency(trained_dir(best_run, ledger, options.strategy),
+                               _first_test_image())
     latency_ms = min(form["ms"] for form in latency.values())
     results = {**results, "exported_student_latency": latency,
                "best_exported_latency_ms": latency_ms}

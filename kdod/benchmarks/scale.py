@@ -129,7 +129,7 @@ def run(options: BenchmarkOptions) -> dict:
     ledger = Ledger(options.output_path("scale").with_name("real.json"), real.METRICS)
     plans = [real.seed_plan(options, seed) for seed in range(options.seeds)]
     measured = measure_all([run for plan in plans for run in plan
-                            if run.model in (ONLINE, CACHED)], ledger)
+                            if run.model in (ONLINE, CACHED)], ledger, strategy=options.strategy)
     ap = {"cached": [m["AP"] for m in measured[CACHED]],
           "online": [m["AP"] for m in measured[ONLINE]]}
     first = next(run for run in plans[0] if run.model == CACHED)

@@ -23,6 +23,7 @@ import json
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import gin
 from absl import logging
@@ -30,6 +31,9 @@ from absl import logging
 from kdod import checkpoints, config
 from kdod.benchmarks.common import mean_std, parse_recipe, recipe
 from kdod.files import write_json
+
+if TYPE_CHECKING:
+    import tensorflow as tf
 
 FINGERPRINT_FILE = "study_fingerprint"  # in a run's folder: the config it was trained with
 
@@ -95,36 +99,38 @@ class Ledger:
         write_json(self.results_path, {**results, "runs": self.runs})
 
 
-def measure(run: Run, ledger: Ledger) -> dict:
-    """The run's recorded metrics, or trains (resumes) and evaluates it and records them."""
+def measure(run: Run, ledger: Ledger, strategy: tf.distribute.Strategy | None = None) -> dict:
+    """The run's recorded metrics, or trains (resumes) and evaluates it (under `strategy`)
+    and records them."""
     fingerprint = run.fingerprint()
     recorded = ledger.recorded(run, fingerprint)
     if recorded is not None:
         return recorded
     if run.teacher is not None:
-        trained_dir(run.teacher, ledger)
-    return _train_and_record(run, ledger, fingerprint)
+        trained_dir(run.teacher, ledger, strategy)
+    return _train_and_record(run, ledger, fingerprint, strategy)
 
 
-def trained_dir(run: Run, ledger: Ledger) -> Path:
+def trained_dir(run: Run, ledger: Ledger, strategy: tf.distribute.Strategy | None = None) -> Path:
     """The run's folder, trained to its end: trained (again, metrics recorded anew) first when
     it is not recorded or its folder is gone."""
     weights = run.model_dir / checkpoints.DETECTOR_WEIGHTS
     fingerprint = run.fingerprint()
     if not weights.is_file() or ledger.recorded(run, fingerprint) is None:
         if run.teacher is not None:
-            trained_dir(run.teacher, ledger)
-        _train_and_record(run, ledger, fingerprint)
+            trained_dir(run.teacher, ledger, strategy)
+        _train_and_record(run, ledger, fingerprint, strategy)
     return run.model_dir
 
 
-def _train_and_record(run: Run, ledger: Ledger, fingerprint: str) -> dict:
+def _train_and_record(run: Run, ledger: Ledger, fingerprint: str,
+                      strategy: tf.distribute.Strategy | None) -> dict:
     from kdod.experiment import train_and_evaluate
 
     _claim_folder(run.model_dir, fingerprint)
     cache_minutes = {"teacher_cache_minutes": _made_cache_minutes(run)} if run.teacher_cache else {}
     metrics = train_and_evaluate([recipe(name) for name in run.gin_files], run.bindings,
-                                 run.model_dir, split=None)
+                                 run.model_dir, split=None, strategy=strategy)
     kept = ledger.record(run, fingerprint, {**metrics, **cache_minutes})
     ledger.write({"partial": True})
     if run.teacher_cache:
@@ -162,12 +168,13 @@ def _claim_folder(model_dir: Path, fingerprint: str) -> None:
     marker.write_text(fingerprint)
 
 
-def measure_all(runs: Iterable[Run], ledger: Ledger,
-                on_each=None) -> dict[str, list[dict]]:
-    """{model: [metrics of each of its runs, in order]}; `on_each(measured)` after every run."""
+def measure_all(runs: Iterable[Run], ledger: Ledger, on_each=None,
+                strategy: tf.distribute.Strategy | None = None) -> dict[str, list[dict]]:
+    """{model: [metrics of each of its runs, in order]}, trained under `strategy` where they
+    are not recorded; `on_each(measured)` after every run."""
     measured: dict[str, list[dict]] = {}
     for run in runs:
-        measured.setdefault(run.model, []).append(measure(run, ledger))
+        measured.setdefault(run.model, []).append(measure(run, ledger, strategy))
         if on_each:
             on_each(measured)
     return measured
