@@ -18,6 +18,7 @@ import contextlib
 import importlib.util
 import os
 import sys
+import warnings
 from collections.abc import Iterator, Sequence
 from types import ModuleType
 
@@ -93,9 +94,12 @@ class EasyOcrBackend(base.LineReader):
                 "downloads with allow_downloads=True.") from None
 
     def read_lines(self, crop: np.ndarray) -> list[base.TextLine]:
-        # EasyOCR takes arrays as OpenCV does, in BGR order.
-        results = self.reader.readtext(np.ascontiguousarray(crop[..., ::-1]), detail=1,
-                                       paragraph=False)
+        # EasyOCR takes arrays as OpenCV does, in BGR order. Its DataLoader asks for pinned
+        # memory, which a CPU-only torch warns about at every crop.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*'pin_memory' argument is set as true")
+            results = self.reader.readtext(np.ascontiguousarray(crop[..., ::-1]), detail=1,
+                                           paragraph=False)
         return [base.TextLine(text, float(score), base.polygon_bounds(points))
                 for points, text, score in results]
 
