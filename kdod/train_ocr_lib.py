@@ -51,13 +51,18 @@ def ctc_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 
 
 def cached_synthetic(model_dir: str | Path, count: int, seed: int, split: str,
-                     recognizer: RecognizerConfig, crop_config: CropConfig) -> crop_sets.CropSet:
-    """`crop_sets.synthetic_crops`, kept in model_dir keyed by everything that shapes them."""
+                     recognizer: RecognizerConfig, crop_config: CropConfig,
+                     init_from: str | Path | None = None) -> crop_sets.CropSet:
+    """`crop_sets.synthetic_crops`, kept in model_dir keyed by everything that shapes them; a
+    fine-tuning run reads the same crops from the run it starts from (`init_from`) when there."""
     key = repr((count, seed, split, recognizer.height, recognizer.width, crop_config))
-    path = Path(model_dir) / f"crops-{split}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
-    if path.is_file():
-        with np.load(path) as stored:
-            return crop_sets.CropSet(stored["images"], stored["labels"], list(stored["texts"]))
+    name = f"crops-{split}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
+    path = Path(model_dir) / name
+    for stored_path in (path, *([Path(init_from) / name] if init_from else [])):
+        if stored_path.is_file():
+            with np.load(stored_path) as stored:
+                return crop_sets.CropSet(stored["images"], stored["labels"],
+                                         list(stored["texts"]))
     logging.info("Rendering %d %s crops (cached in %s).", count, split, path)
     crops = crop_sets.synthetic_crops(count, seed, split, recognizer.height, recognizer.width,
                                       crop_config)
@@ -201,7 +206,8 @@ def train_ocr(model_dir: str, steps: int = 10000, batch_size: int = 64,
                      len(holdout))
         sets.append((users, csv_share))
     if crops and not (text_csv and csv_share == 1.0):
-        synthetic = cached_synthetic(model_dir, crops, seed, "train", recognizer, crop_config)
+        synthetic = cached_synthetic(model_dir, crops, seed, "train", recognizer, crop_config,
+                                     init_from)
         sets.append((synthetic, 1.0 - csv_share if text_csv else 1.0))
 
     model = build_recognizer(recognizer)

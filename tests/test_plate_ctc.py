@@ -170,6 +170,23 @@ def test_fine_tuning_on_a_crop_csv_learns_its_plates(tmp_path, clean_gin):
     assert sum(read.text == text for read, text in zip(reads, texts)) >= 2
 
 
+def test_a_fine_tuning_run_reads_the_rendered_crops_of_the_run_it_starts_from(tmp_path,
+                                                                            clean_gin):
+    from kdod.train_ocr_lib import cached_synthetic
+
+    shape = RecognizerConfig(height=16, width=64)
+    (tmp_path / "base").mkdir()
+    first = cached_synthetic(tmp_path / "base", 4, 0, "train", shape, CropConfig())
+    (stored,) = (tmp_path / "base").glob("crops-train-*.npz")
+    with np.load(stored) as arrays:  # Marked, to see that the stored file is what comes back.
+        np.savez(stored, images=arrays["images"] * 0, labels=arrays["labels"],
+                 texts=arrays["texts"])
+    reused = cached_synthetic(tmp_path / "tuned", 4, 0, "train", shape, CropConfig(),
+                              init_from=tmp_path / "base")
+    assert reused.texts == first.texts and not reused.images.any()
+    assert not (tmp_path / "tuned").exists()  # Nothing rendered nor written again.
+
+
 def _character_error_rate(reads, texts: list[str]) -> float:
     errors = sum(edit_distance(read.text, text) for read, text in zip(reads, texts))
     return errors / sum(len(text) for text in texts)
