@@ -187,6 +187,15 @@ def test_a_fine_tuning_run_reads_the_rendered_crops_of_the_run_it_starts_from(tm
     assert not (tmp_path / "tuned").exists()  # Nothing rendered nor written again.
 
 
+def test_crops_rendered_by_several_processes_are_those_of_one(monkeypatch):
+    monkeypatch.setattr(crop_sets, "RENDER_CHUNK", 3)  # 7 crops: chunks of 3, 3 and 1.
+    alone = crop_sets.synthetic_crops(7, 5, "train", 16, 64, workers=1)
+    shared = crop_sets.synthetic_crops(7, 5, "train", 16, 64, workers=2)
+    assert shared.texts == alone.texts and len(alone) == 7
+    np.testing.assert_array_equal(shared.images, alone.images)
+    np.testing.assert_array_equal(shared.labels, alone.labels)
+
+
 def _character_error_rate(reads, texts: list[str]) -> float:
     errors = sum(edit_distance(read.text, text) for read, text in zip(reads, texts))
     return errors / sum(len(text) for text in texts)

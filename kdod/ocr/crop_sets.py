@@ -13,13 +13,18 @@ is an error naming the line. A missing or unreadable image is always an error na
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
+import functools
+import multiprocessing
+import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 from absl import logging
 from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
 
 from kdod.errors import KdodError
 from kdod.files import filename_text_rows
@@ -62,9 +67,42 @@ def rendered_crops(count: int, seed: int, split: str, crop_config: CropConfig | 
 
 
 def synthetic_crops(count: int, seed: int, split: str, height: int, width: int,
-                    crop_config: CropConfig | None = None) -> CropSet:
-    """`rendered_crops` fitted to the recognizer's height x width, with labels."""
-    return fitted_set(*rendered_crops(count, seed, split, crop_config), height, width)
+                    crop_config: CropConfig | None = None, workers: int | None = None
+                    ) -> CropSet:
+    """`rendered_crops` fitted to the recognizer's height x width, with labels: the same crops
+    whatever the number of `workers` (processes; None: one per CPU), with a progress bar."""
+    workers = workers or os.cpu_count() or 1
+    chunks = [range(start, min(start + RENDER_CHUNK, count))
+              for start in range(0, count, RENDER_CHUNK)]
+    task = functools.partial(_fitted_chunk, seed=seed, split=split, height=height, width=width,
+                             crop_config=crop_config or CropConfig())
+    with tqdm(total=count, desc=f"rendering {split} crops", unit="crop") as progress:
+        if workers == 1:
+            parts = [_counted(task(chunk), progress) for chunk in chunks]
+        else:  # spawn: the parent may run TensorFlow's threads, which fork would copy mid-use.
+            context = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(workers, mp_context=context) as pool:
+                parts = [_counted(part, progress) for part in pool.map(task, chunks)]
+    images = np.concatenate([part.images for part in parts]) if parts else np.zeros(
+        (0, height, width, 3), np.uint8)
+    labels = np.concatenate([part.labels for part in parts]) if parts else np.zeros(
+        (0, ctc.MAX_LABEL_LENGTH), np.int32)
+    return CropSet(images, labels, [text for part in parts for text in part.texts])
+
+
+RENDER_CHUNK = 500  # crops per task of a rendering worker
+
+
+def _fitted_chunk(indices: range, seed: int, split: str, height: int, width: int,
+                  crop_config: CropConfig) -> CropSet:
+    rendered = [render_crop(crop_seed(seed, split, index), crop_config) for index in indices]
+    return fitted_set([image for image, _ in rendered], [text for _, text in rendered], height,
+                      width)
+
+
+def _counted(part: CropSet, progress: tqdm) -> CropSet:
+    progress.update(len(part))
+    return part
 
 
 def fitted_set(crops: list[np.ndarray], texts: list[str], height: int, width: int) -> CropSet:
