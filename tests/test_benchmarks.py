@@ -107,6 +107,45 @@ def test_real_summary_picks_the_best_distilled_student_and_checks_the_targets():
     assert not targets.met("real", {**all_slow, "best_exported_latency_ms": 9.5})
 
 
+def test_real_gains_are_over_the_student_alone_on_the_same_schedule():
+    from kdod.benchmarks import real
+
+    long_cached = "feature_imitation (PKD), 1500 steps, teacher cache"
+    measured = {"student alone": [_real_run(0.36)] * 2,
+                "student alone, 1500 steps": [_real_run(0.38, minutes=30.0)] * 2,
+                "feature_imitation (PKD)": [_real_run(0.40, minutes=27.0)] * 2,
+                long_cached: [{**_real_run(0.43, minutes=17.0), "teacher_cache_minutes": 12.0}]}
+    summary = real.summary(measured)
+    models = summary["models"]
+    assert models["feature_imitation (PKD)"]["gain_AP_points"] == pytest.approx(4.0)
+    assert models[long_cached]["gain_AP_points"] == pytest.approx(5.0)  # Over 0.38, not 0.36.
+    assert "gain_AP_points" not in models["student alone, 1500 steps"]
+    assert models[long_cached]["teacher_cache_minutes"]["mean"] == 12.0
+    assert "teacher_cache_minutes" not in models["feature_imitation (PKD)"]
+    assert (summary["best_recipe"], summary["best_gain_AP_points"]) == (long_cached,
+                                                                        pytest.approx(5.0))
+    assert "| 5.00 | 17.000 +- 0.000 | 12.000 +- 0.000 |" in real.table(summary)
+
+
+def test_real_plan_trains_the_cached_recipes_and_the_long_student_from_seed_0s_teacher():
+    from kdod.benchmarks import real
+
+    plan = {run.model: run for run in real.seed_plan(BenchmarkOptions(), seed=1)}
+    teacher_dir = "benchmarks/runs/real/seed0/teacher"
+    long_student = plan["student alone, 1500 steps"]
+    assert long_student.gin_files == ("real/student.gin", "real/long.gin")
+    assert long_student.model_dir.as_posix() == "benchmarks/runs/real/seed1/student_long"
+    long_cached = plan["feature_imitation (PKD), 1500 steps, teacher cache"]
+    assert long_cached.gin_files == ("real/student.gin", "real/pkd_long.gin")
+    assert long_cached.teacher.model_dir.as_posix() == teacher_dir
+    assert long_cached.teacher_cache.as_posix() == "benchmarks/runs/real/seed1/pkd_long_cache"
+    long_cached.parse()
+    import gin
+
+    assert gin.query_parameter("train.steps") == 1500
+    assert gin.query_parameter("DistillerConfig.losses") == {"feature_imitation": 2.0}
+
+
 def test_real_runs_take_the_extra_bindings_and_distill_from_seed_0s_teacher():
     from kdod.benchmarks import real
 
