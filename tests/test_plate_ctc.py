@@ -257,3 +257,24 @@ def test_clean_crops_keep_the_plate_and_drop_the_camera():
     assert clean.shape[0] >= 100  # drawn 100 px high, no resolution change
     with pytest.raises(KdodError, match="unknown \\['three_line'\\]"):
         CropConfig(layouts=("three_line",))
+
+
+def test_crops_beyond_the_scenes_draw_every_letter_and_store_the_letter_o_as_zero():
+    texts = [render_crop(seed, CropConfig(layouts=("us", "eu", "two_line")).clean())[1]
+             for seed in range(150)]
+    assert "O" not in "".join(texts)  # Stored as the digit, as plate readers' truth writes it.
+    assert {"I", "Q"} <= set("".join(texts))
+    scene_texts = "".join(render_crop(seed, CropConfig(layouts=("scene",)))[1]
+                          for seed in range(40))
+    assert not set("IOQ") & set(scene_texts)  # The scenes' own registrations, unchanged.
+
+
+def test_stroke_weight_makes_the_registration_bolder_or_thinner_in_its_ink():
+    from tfds_builders.synthetic_plates.crops import _stroke_weight
+
+    layer = Image.new("RGBA", (40, 20), (255, 255, 255, 0))
+    layer.paste((10, 20, 30, 255), (15, 2, 20, 18))  # A 5-pixel-wide stroke.
+    bolder = np.asarray(_stroke_weight(layer.copy(), (10, 20, 30), bolder=True))
+    thinner = np.asarray(_stroke_weight(layer.copy(), (10, 20, 30), bolder=False))
+    assert (bolder[..., 3] > 0).sum(axis=1)[10] == 7 and (thinner[..., 3] > 0).sum(axis=1)[10] == 3
+    assert (bolder[bolder[..., 3] > 0][:, :3] == (10, 20, 30)).all()  # Drawn in the ink.

@@ -18,7 +18,10 @@ layouts closer to real US plates:
 Then, as a camera sees it: a licence-plate frame (often with a dealer's name) and bolts, the
 plate warped by rotation and perspective onto a car-paint background with a margin, lighting,
 glare, low resolution (plates 10-30 px high, upscaled again), blur, noise and a JPEG round trip.
-Registration letters exclude I, O and Q as the scenes' do (`plates.LETTERS`).
+The "scene" layout draws registrations as the scenes do (letters without I, O and Q,
+`plates.LETTERS`); the others draw every letter, as vanity and many real plates have them, in
+more fonts and stroke weights than the scenes. The stored text writes the letter O as the digit
+0, as plate readers' ground truth does (the two are one glyph on many plates).
 """
 
 from __future__ import annotations
@@ -47,6 +50,11 @@ from tfds_builders.synthetic_plates.plates import (
 from tfds_builders.synthetic_plates.sampling import jitter_colour, pick
 
 LAYOUTS = ("scene", "us", "eu", "two_line")
+ALL_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+# The scenes' registration fonts, twice as likely as the others: a regular sans, a mono, a thin
+# sans (cmss10, made bolder by the stroke weights) and a bold serif.
+CROP_FONTS = (*REGISTRATION_FONTS, *REGISTRATION_FONTS, "DejaVuSans.ttf", "DejaVuSansMono.ttf",
+              "cmss10.ttf", "STIXGeneralBol.ttf")
 # Common US layouts (CA, TX, NY, FL, ...), drawn with a space or a dash at times.
 US_FORMATS = ("DLLLDDD", "LLL DDDD", "LLL-DDDD", "LLL DDD", "DDD LLL", "LL DDDDD", "DLL DDD",
               "LLLL DDD", "DDD-DDD", "LLDDDD")
@@ -90,6 +98,8 @@ class CropConfig:
     stacked_probability: float = 0.25
     band_probability: float = 0.3
     squash: tuple[float, float] = (0.7, 1.15)  # registration width factor (condensed fonts)
+    fonts: tuple[str, ...] = CROP_FONTS  # registration fonts of every layout but "scene"
+    stroke_probability: float = 0.35  # registration strokes made bolder or thinner by a pixel
     margin: tuple[float, float] = (0.02, 0.14)  # background each side, fraction of the plate
     plate_height: tuple[int, int] = (24, 80)
     effects: bool = True
@@ -128,7 +138,7 @@ def render_crop(seed: int, config: CropConfig = CropConfig()) -> tuple[np.ndarra
     image = _on_background(rng, plate, config)
     if config.effects:
         image = _camera(rng, image, plate.height, config)
-    return image, registration_of(drawn)
+    return image, registration_of(drawn).replace("O", "0")
 
 
 # ---------------------------------------------------------------- the plate, flat
@@ -137,7 +147,7 @@ def render_crop(seed: int, config: CropConfig = CropConfig()) -> tuple[np.ndarra
 def vanity_registration(rng: np.random.Generator) -> str:
     """2-8 letters and digits in any order, sometimes with a space (no plate format)."""
     length = int(rng.integers(2, 9))
-    chars = [pick(rng, LETTERS + DIGITS) for _ in range(length)]
+    chars = [pick(rng, ALL_LETTERS + DIGITS) for _ in range(length)]
     if length >= 4 and rng.random() < 0.3:
         chars.insert(int(rng.integers(1, length)), " ")
     return "".join(chars)
@@ -151,19 +161,22 @@ def _draw_plate(rng: np.random.Generator, layout: str,
         return _scene_plate(rng, config)
     if layout == "eu":
         drawn = vanity_registration(rng) if vanity else random_registration(
-            rng, pick(rng, config.scene_formats))
-        return _scene_plate(rng, config, style_name="eu", drawn=drawn)
+            rng, pick(rng, config.scene_formats), ALL_LETTERS)
+        return _scene_plate(rng, config, style_name="eu", drawn=drawn,
+                            font=pick(rng, config.fonts))
     if layout == "two_line":
-        top, bottom = (random_registration(rng, part) for part in pick(rng, TWO_LINE_FORMATS))
-        return _two_line_plate(rng, top, bottom), top + bottom
+        top, bottom = (random_registration(rng, part, ALL_LETTERS)
+                       for part in pick(rng, TWO_LINE_FORMATS))
+        return _two_line_plate(rng, top, bottom, pick(rng, config.fonts)), top + bottom
     drawn = vanity_registration(rng) if vanity else random_registration(
-        rng, pick(rng, config.us_formats))
+        rng, pick(rng, config.us_formats), ALL_LETTERS)
     return _us_plate(rng, drawn, config), drawn
 
 
 def _scene_plate(rng: np.random.Generator, config: CropConfig, style_name: str | None = None,
-                 drawn: str | None = None) -> tuple[Image.Image, str]:
-    """A plate as the scenes draw it (`plates.plate_pixels`): their styles and formats."""
+                 drawn: str | None = None, font: str | None = None) -> tuple[Image.Image, str]:
+    """A plate as the scenes draw it (`plates.plate_pixels`): their styles, formats and fonts
+    (or `font`)."""
     style = (next(s for s in PLATE_STYLES if s.name == style_name) if style_name
              else pick(rng, PLATE_STYLES))
     drawn = drawn or random_registration(rng, pick(rng, config.scene_formats))
@@ -171,7 +184,7 @@ def _scene_plate(rng: np.random.Generator, config: CropConfig, style_name: str |
     header = pick(rng, words.us_headers if style.us_header else words.eu_country_codes)
     height = WORK_HEIGHT
     width = round(height * style.aspect * np.exp(0.08 * rng.standard_normal()))
-    spec = PlateSpec(drawn, style, pick(rng, REGISTRATION_FONTS), width, height,
+    spec = PlateSpec(drawn, style, font or pick(rng, REGISTRATION_FONTS), width, height,
                      np.zeros((4, 2)), False, header, pick(rng, words.us_footers))
     return plate_pixels(spec, decorations=bool(rng.random() < 0.8)), drawn
 
@@ -236,19 +249,30 @@ def _us_plate(rng: np.random.Generator, drawn: str, config: CropConfig) -> Image
                            char, "DejaVuSans-Bold.ttf", tuple(ink) + (255,))
         left, right = (0.16 * width, right) if side else (left, 0.84 * width)
     top, bottom = rng.uniform(0.27, 0.33) * height, rng.uniform(0.76, 0.82) * height
-    text = _squashed_text(rng, (left, top, right, bottom), drawn,
-                          pick(rng, REGISTRATION_FONTS), ink, config.squash, background)
+    text = _squashed_text(rng, (left, top, right, bottom), drawn, pick(rng, config.fonts), ink,
+                          config.squash, background)
+    if rng.random() < config.stroke_probability:  # embossed characters, worn or heavy paint
+        text = _stroke_weight(text, ink, bolder=bool(rng.random() < 0.6))
     plate.alpha_composite(text, (round(left) + 1, round(top) + 1))
     return plate
 
 
-def _two_line_plate(rng: np.random.Generator, top: str, bottom: str) -> Image.Image:
+def _stroke_weight(text: Image.Image, ink, bolder: bool) -> Image.Image:
+    """The text layer's strokes one pixel bolder (alpha dilated) or thinner (eroded), in ink."""
+    alpha = text.getchannel("A").filter(ImageFilter.MaxFilter(3) if bolder
+                                        else ImageFilter.MinFilter(3))
+    weighted = Image.new("RGBA", text.size, tuple(ink) + (255,))
+    weighted.putalpha(alpha)
+    return weighted
+
+
+def _two_line_plate(rng: np.random.Generator, top: str, bottom: str,
+                    font: str) -> Image.Image:
     """Two registration lines of about equal height (motorcycle, trailer, some countries)."""
     height = WORK_HEIGHT
     width = round(height * rng.uniform(1.4, 2.0))
     background, ink = (jitter_colour(rng, colour, 8) for colour in pick(rng, US_COLOURS))
     plate, draw = _blank_plate(background, ink, width, height)
-    font = pick(rng, REGISTRATION_FONTS)
     split = rng.uniform(0.47, 0.53)
     draw_text_line(draw, (0.1 * width, 0.1 * height, 0.9 * width, (split - 0.05) * height), top,
                    font, tuple(ink) + (255,), tracking_ratio=0.1)

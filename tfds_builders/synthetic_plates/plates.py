@@ -72,12 +72,12 @@ class PlateSpec:
         return float(x0), float(y0), float(x1), float(y1)
 
 
-def random_registration(rng: np.random.Generator, pattern: str) -> str:
-    """Fill a pattern: ``L`` -> letter, ``D`` -> digit, other characters kept as they are."""
+def random_registration(rng: np.random.Generator, pattern: str, letters: str = LETTERS) -> str:
+    """Fill a pattern: ``L`` -> one of `letters`, ``D`` -> digit, other characters kept."""
     chars = []
     for symbol in pattern:
         if symbol == "L":
-            chars.append(pick(rng, LETTERS))
+            chars.append(pick(rng, letters))
         elif symbol == "D":
             chars.append(pick(rng, DIGITS))
         else:
