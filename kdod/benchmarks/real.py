@@ -10,7 +10,10 @@ Training: the 346 real images (records), test: the 87 of the Kaggle-layout sampl
 recipe's own schedule (the student budget is part of the recipe), for each seed; COCO AP, AP50
 and AP_small on the test images, and wall minutes of student training on this machine. PKD also
 trains from a teacher cache (the teacher run once over the seed's augmented examples before
-the student trains; those minutes are reported as the teacher's, apart from the student's).
+the student trains; those minutes are reported as the teacher's, apart from the student's),
+on its 900 steps and on the 1500 of gin/real/long.gin that the cached student's minutes allow,
+beside the student alone on those 1500 (each distilled recipe's gain is over the student
+alone on its schedule).
 The student alone also trains with each augmentation variant (gin/real/augment_*.gin), to measure
 which of camera degradations and tilts help on real photographs. The best distilled recipe's
 seed-0 student is exported to TFLite and timed end to end (letterbox, network, decoding, NMS)
