@@ -124,12 +124,13 @@ def uses_custom_loop(strategy: tf.distribute.Strategy | None) -> bool:
 
 
 def one_machine_strategy_from_flags(what: str) -> tf.distribute.Strategy | None:
-    """`strategy_from_flags` for work that runs on one machine (`what`, e.g. "Evaluation"):
-    --strategy=multi_worker is a ConfigError saying what to use instead."""
+    """`strategy_from_flags` for work that runs on one machine (`what`, e.g. "A benchmark":
+    it measures one machine and writes its results from one process): --strategy=multi_worker
+    is a ConfigError saying what to use instead."""
     if flags.FLAGS.strategy == "multi_worker":
         raise ConfigError(f"{what} runs on one machine: use --strategy=mirrored (its devices) "
-                          "or tpu; train across machines with python -m kdod.train "
-                          "--strategy=multi_worker, and the run evaluates like any other.")
+                          "or tpu; train and evaluate across machines with python -m kdod.train "
+                          "and python -m kdod.evaluate --strategy=multi_worker.")
     return strategy_from_flags()
 
 

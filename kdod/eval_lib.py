@@ -41,21 +41,26 @@ def batch_detector(model: Detector, strategy: tf.distribute.Strategy | None = No
                    ) -> Callable[[np.ndarray], dict[str, np.ndarray]]:
     """images [B, S, S, 3] -> `model.detect`'s outputs as arrays; with a strategy, each batch
     is split over its replicas (padded to a multiple of them with copies of its last image, so
-    every replica gets images and a TPU sees one shape) and the results joined in order."""
-    detect = tf.function(model.detect)
+    every replica gets images and a TPU sees one shape) and the results gathered in order. Under
+    MultiWorkerMirroredStrategy every worker passes the same batches, computes its replicas'
+    shares and gets the whole batch's results."""
     if strategy is None:
+        detect = tf.function(model.detect)
         return lambda images: {k: v.numpy() for k, v in detect(images).items()}
     count = distribute.replicas(strategy)
+
+    @tf.function
+    def detect_gathered(per_replica):
+        outputs = strategy.run(model.detect, args=(per_replica,))
+        return {key: strategy.gather(value, axis=0) for key, value in outputs.items()}
 
     def detect_split(images: np.ndarray) -> dict[str, np.ndarray]:
         padded = np.concatenate([images, np.repeat(images[-1:], -len(images) % count, 0)])
         shares = np.split(padded, count)
         per_replica = strategy.experimental_distribute_values_from_function(
             lambda context: tf.constant(shares[context.replica_id_in_sync_group]))
-        outputs = strategy.run(detect, args=(per_replica,))
-        return {key: np.concatenate([part.numpy() for part in
-                                     strategy.experimental_local_results(value)])[:len(images)]
-                for key, value in outputs.items()}
+        return {key: value.numpy()[:len(images)]
+                for key, value in detect_gathered(per_replica).items()}
 
     return detect_split
 
@@ -219,7 +224,8 @@ def evaluate(model_dir: str, split: str | None = None, num_visualizations: int =
     """Evaluates model_dir's latest checkpoint; writes metrics.json and TensorBoard scalars.
 
     With `text`, the plate-reading metrics of `evaluate_text` join the COCO ones. With a
-    strategy (one machine's: mirrored or TPU) the detector runs on its replicas.
+    strategy the detector runs on its replicas; under multi_worker every worker evaluates
+    (the same batches, its replicas' shares) and only the chief writes files.
     """
     config.check_integer("evaluate.batch_size", batch_size)
     evaluate_plate_text = text_evaluator(text, split) if text is not None else None
@@ -230,13 +236,17 @@ def evaluate(model_dir: str, split: str | None = None, num_visualizations: int =
                                  batch_size=batch_size, split=split)
     name = split or "eval"
     out_dir = Path(model_dir) / f"eval_{name}"
-    coco = evaluate_model(model, dataset, num_visualizations, out_dir / "visualizations",
-                          strategy)
+    writes = distribute.is_chief(strategy)
+    coco = evaluate_model(model, dataset, num_visualizations if writes else 0,
+                          out_dir / "visualizations", strategy)
     _log_metrics("COCO metrics", coco)
     plate_text = evaluate_plate_text(model) if evaluate_plate_text else {}
     if plate_text:
         _log_metrics("Plate-text metrics", plate_text)
+    if not writes:
+        return {**coco, **plate_text}
     files.write_json(out_dir / "metrics.json", {**coco, **plate_text})
+    logging.info("Metrics written to %s", out_dir / "metrics.json")
     writer = tf.summary.create_file_writer(str(Path(model_dir) / "logs" / f"eval_{name}"))
     with writer.as_default():
         for group, values in (("coco", coco), ("text", plate_text)):

@@ -5,10 +5,13 @@ r"""COCO evaluation of a trained detector (pycocotools), and of plate reading wi
     python -m kdod.evaluate --model_dir=runs/tiny --ocr=rapidocr [--text_csv=truth.csv]
     python -m kdod.evaluate --model_dir=runs/tiny --ocr=plate_ctc --ocr_model=runs/plate_ctc
     python -m kdod.evaluate --model_dir=runs/tiny --strategy=mirrored   # over local devices
+    TF_CONFIG=... python -m kdod.evaluate --model_dir=/shared/run --strategy=multi_worker
 
 Without --gin_file, the run's own config (model_dir/config.gin) is used. Boxes
 are compared in the pixels of the original images. Results go to
 model_dir/eval_<split>/metrics.json and to TensorBoard (model_dir/logs/eval_<split>).
+Under --strategy=multi_worker every worker of TF_CONFIG runs the same command: each evaluates its
+replicas' share of every batch, all print the metrics, and the chief writes them.
 
 --exported evaluates what `python -m kdod.export` wrote instead of a checkpoint: a
 SavedModel folder or a .tflite file, fed the original images (it letterboxes them
@@ -81,7 +84,7 @@ def main(argv: list[str]) -> None:
     if not model_dir:
         raise config.ConfigError("--model_dir is required: the directory of a training run "
                                  "(or --exported: a SavedModel or .tflite file).")
-    strategy = distribute.one_machine_strategy_from_flags("Evaluation")
+    strategy = distribute.strategy_from_flags()  # First: multi_worker needs it before TF runs.
     config.parse_gin(config.run_gin_files(model_dir), flags.FLAGS.gin_param)
     from kdod.eval_lib import evaluate  # After flag parsing: TensorFlow loads slowly.
 
