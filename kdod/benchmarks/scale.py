@@ -33,6 +33,7 @@ from kdod.data import cache
 from kdod.data.pipeline import input_pipeline
 from kdod.detection.detector import Detector, DetectorConfig
 from kdod.distill.distiller import DistillerConfig, build_distiller
+from kdod.errors import KdodError
 from kdod.timing import seconds_per_call
 
 STUDENT = "student_small.gin"  # MirroredStrategy's throughput: the synthetic student.
@@ -105,7 +106,8 @@ def student_images_per_s(gin_file: str, bindings: list[str], batch_size: int,
         with distribute.scope(strategy):
             model = Detector(DetectorConfig())
             model.compile(optimizer=train_lib.make_optimizer(total_steps=1000), jit_compile=False)
-        batch = random_batch(model.image_size, batch_size)
+            batch = random_batch(model.image_size, batch_size)
+            model(batch["image"][:1])  # Built in the scope: fit cannot build a dict-input model.
         data = tf.data.Dataset.from_tensors(batch).repeat()
         model.fit(data, steps_per_epoch=2, verbose=0)  # Tracing and warm-up.
         start = time.perf_counter()
@@ -120,7 +122,9 @@ def mirrored_throughput(options: BenchmarkOptions, batch_size: int = 16) -> dict
     arguments = json.dumps([recipe(STUDENT), [options.data_binding, *options.bindings],
                             batch_size, max(options.num_batches // 10, 3)])
     result = subprocess.run([sys.executable, "-c", THROUGHPUT, arguments], capture_output=True,
-                            text=True, check=True)
+                            text=True, check=False)
+    if result.returncode:
+        raise KdodError(f"The MirroredStrategy throughput process failed:\n{result.stderr[-3000:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
