@@ -243,16 +243,17 @@ def evaluate(model_dir: str, split: str | None = None, num_visualizations: int =
     plate_text = evaluate_plate_text(model) if evaluate_plate_text else {}
     if plate_text:
         _log_metrics("Plate-text metrics", plate_text)
+    metrics = {**coco, **plate_text}
     if not writes:
-        return {**coco, **plate_text}
-    files.write_json(out_dir / "metrics.json", {**coco, **plate_text})
+        return metrics
+    files.write_json(out_dir / "metrics.json", metrics)
     logging.info("Metrics written to %s", out_dir / "metrics.json")
     writer = tf.summary.create_file_writer(str(Path(model_dir) / "logs" / f"eval_{name}"))
     with writer.as_default():
         for group, values in (("coco", coco), ("text", plate_text)):
             for key, value in values.items():
                 tf.summary.scalar(f"{group}/{key}", value, step=0)
-    return {**coco, **plate_text}
+    return metrics
 
 
 def original_eval_examples(split: str | None = None, with_text: bool = False) -> tf.data.Dataset:
