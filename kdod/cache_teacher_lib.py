@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import gin
+import keras
 import tensorflow as tf
 
 from kdod import config, train_lib
@@ -34,6 +35,9 @@ def make_cache(output: str | Path, teacher_dir: str | None = None, examples: int
     augmentation) to train.seed; `teacher_dir` replaces DistillerConfig.teacher_dir.
     """
     seed = train_setting("seed") if seed is None else seed
+    # Seeded as train() seeds itself, so the pipeline's random ops (file order, augmentation,
+    # shuffle) draw what a run of this seed draws: the cache replays that run's inputs.
+    keras.utils.set_random_seed(seed)
     # The recipe may name the cache already: making it runs the teacher.
     distillation = dataclasses.replace(
         DistillerConfig(**({"teacher_dir": teacher_dir} if teacher_dir else {})),

@@ -7,16 +7,18 @@ them, so distillation trains the student on exactly those inputs without running
 
 A cache is a folder of TFRecord shards plus `manifest.json`, written last (a folder without it
 is an unfinished cache). Each record is one augmented, resized example of the training pipeline
-(image uint8, boxes, labels, ...) and the teacher's outputs on it that the configured losses
-read (``teacher/cls_logits``, ``teacher/features/3``, ...; floats as float16), each a
-serialized tensor. The manifest records the teacher's fingerprint (SHA-256 of its detector
-weights and of its operative config), the losses and outputs stored, the image size, the
-augmentation and its seed, and the number of examples. A run refuses a cache whose teacher,
-image size or outputs do not match its own (`check_matches`), naming what differs.
+(image uint8, boxes, labels, ...), in the order an online run of the same seed reads them,
+with the teacher's outputs on it that the configured losses read (``teacher/cls_logits``,
+``teacher/features/3``, ...; floats as float16), each a serialized tensor. The manifest
+records the teacher's fingerprint (SHA-256 of its detector weights and of its operative
+config), the losses and outputs stored, the image size, the augmentation and its seed, and the
+number of examples. A run refuses a cache whose teacher, image size or outputs do not match its
+own (`check_matches`), naming what differs.
 
-With the cache as its data source the student pipeline skips augmentation (the examples are
-augmented already, keyed by the stored seed); the Distiller reads the teacher's outputs from
-the batch. Losses with adapters still build and train them with the student.
+With the cache as its data source the student pipeline skips augmentation and shuffling (the
+examples are augmented and shuffled already, keyed by the stored seed), so a cached run trains
+on the online run's batches; the Distiller reads the teacher's outputs from the batch. Losses
+with adapters still build and train them with the student.
 """
 
 from __future__ import annotations

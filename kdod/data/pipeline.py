@@ -186,7 +186,8 @@ def input_pipeline(
     and the examples of every source are sharded over the workers' pipelines.
 
     `teacher_cache` (a folder of kdod.data.cache, for training) replaces the sources: its
-    examples, augmented when the cache was made, come with the teacher's outputs on them.
+    examples, augmented and shuffled when the cache was made, come in their stored order with
+    the teacher's outputs on them.
     """
     _check_settings(sources, image_size, batch_size, max_boxes, shuffle_buffer)
     shards = input_context.num_input_pipelines if input_context else 1
@@ -219,8 +220,12 @@ def input_pipeline(
                               num_parallel_calls=AUTOTUNE)
     dataset = dataset.map(lambda example: pad_boxes(example, max_boxes),
                           num_parallel_calls=AUTOTUNE)
-    if training:  # Shuffle the small model-size images, not the decoded originals.
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed)
+    # Shuffle the small model-size images, not the decoded originals; a cache holds them in
+    # the order the online run reads them already. The stream repeats inside, so one iterator
+    # serves a run: every iterator giving the same order makes a run's first batch (built
+    # from, and shown in image summaries) the one it trains on, and a cache its exact replay.
+    if training and not teacher_cache:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
     return dataset.batch(batch_size, drop_remainder=training).prefetch(AUTOTUNE)
 
 
