@@ -5,7 +5,8 @@
 - AP on the 87 real test images of the real-plates student distilled with PKD from a teacher
   cache and online (the teacher run every step), over seeds: the `real` benchmark's two runs
   of each seed (kdod/benchmarks/real.py), recorded in its results file (benchmarks/real.json)
-  and trained here if they are not; each seed's cache holds that seed's augmented examples;
+  and trained here if they are not; each seed's cache holds the batches that seed's online run
+  trains on. Target: the difference within two standard errors (seed noise);
 - step time of the cached and online distillation as ratios to the plain student's step, on
   one batch of a small cache of seed 0's recipe, in one process;
 - the cache's size per image;
@@ -22,6 +23,7 @@ import time
 from pathlib import Path
 
 import gin
+import numpy as np
 import tensorflow as tf
 
 from kdod import train_lib, train_step
@@ -75,12 +77,22 @@ def summary(ap: dict[str, list[float]], timing: dict, bytes_per_image: float,
     the cache size per image and the MirroredStrategy speed-up, with the targets."""
     per_model = {name: mean_std(values) for name, values in ap.items()}
     difference = 100 * (per_model["cached"]["mean"] - per_model["online"]["mean"])
+    error = standard_error_of_difference(ap["cached"], ap["online"])
     results = {"AP": per_model, "cached_minus_online_AP_points": difference,
+               "AP_difference_standard_errors": abs(difference) / (100 * error) if error else None,
                "seeds": len(ap["cached"]), "step_time": timing,
                "cached_step_ratio": timing["cached_step_ratio"],
                "online_step_ratio": timing["online_step_ratio"],
                "cache_MB_per_image": bytes_per_image / 1e6, "mirrored": mirrored}
     return {**results, **targets.check("scale", results)}
+
+
+def standard_error_of_difference(first: list[float], second: list[float]) -> float | None:
+    """The standard error of mean(first) - mean(second), seeds independent (sample variances);
+    None with fewer than two values in either."""
+    if min(len(first), len(second)) < 2:
+        return None
+    return float(np.sqrt(np.var(first, ddof=1) / len(first) + np.var(second, ddof=1) / len(second)))
 
 
 THROUGHPUT = """
