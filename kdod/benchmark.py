@@ -12,6 +12,9 @@ r"""Benchmarks; each writes its numbers to a JSON file (default benchmarks/<name
 
 Several names run one after the other. `--strategy=mirrored` (or `tpu --tpu=NAME`) trains and
 evaluates the recipes of distill, detector, export, real, losses and scale under that strategy.
+The studies (real, losses, scale) also run across machines: start the same command on every
+worker of TF_CONFIG with `--strategy=multi_worker` and an --output every worker sees; they train
+and evaluate each run together, the chief writes the results (kdod/benchmarks/study.py).
 The benchmarks live in `kdod.benchmarks`, their targets in `kdod.benchmarks.targets`; speed
 targets are checked there, never in timed tests.
 """
@@ -24,7 +27,7 @@ from pathlib import Path
 from absl import flags
 
 from kdod import config, distribute
-from kdod.benchmarks import BENCHMARKS
+from kdod.benchmarks import BENCHMARKS, STUDIES
 from kdod.benchmarks.common import BenchmarkOptions, machine
 from kdod.files import write_json
 
@@ -61,14 +64,22 @@ def main(argv: list[str]) -> None:
     if not names or any(name not in BENCHMARKS for name in names):
         raise config.ConfigError(f"Name a benchmark: {', '.join(BENCHMARKS)} "
                                  f"(got {' '.join(names) or 'none'}).")
-    strategy = distribute.one_machine_strategy_from_flags("A benchmark")
+    one_machine = [name for name in names if name not in STUDIES]
+    if flags.FLAGS.strategy == "multi_worker" and one_machine:
+        raise config.ConfigError(
+            f"{', '.join(one_machine)} measure(s) one machine: run it with --strategy=mirrored "
+            f"or tpu. Across machines (multi_worker) run the studies: {', '.join(STUDIES)}.")
+    strategy = distribute.strategy_from_flags()
     config.parse_flags_gin()
     options = options_from_flags(strategy)
     for name in names:
-        results = {"benchmark": name, "machine": machine(), **BENCHMARKS[name](options)}
+        results = BENCHMARKS[name](options)
         output = options.output_path(name)
-        write_json(output, results)
-        print(json.dumps({k: v for k, v in results.items() if k != "machine"}, indent=1))
+        if not options.chief:
+            print(f"Worker done with {name}; the chief writes {output}.")
+            continue
+        write_json(output, {"benchmark": name, "machine": machine(), **results})
+        print(json.dumps(results, indent=1))
         print(f"Wrote {output}")
 
 

@@ -13,7 +13,8 @@ r"""TensorFlow's own distribution strategies for the entry points: `--strategy` 
     tpu           TPUStrategy on the TPU named by --tpu (a name, grpc:// address, or "local")
 
 `input_pipeline.batch_size` is the global batch, split over the replicas. Only the chief
-(worker 0, or the "chief" task of TF_CONFIG) writes checkpoints, logs and the detector.
+(worker 0, or the "chief" task of TF_CONFIG) writes checkpoints, logs and the detector; the
+other workers wait for its files at a `barrier`.
 
 No TensorFlow at import: the entry points import this module for `--help`.
 """
@@ -123,15 +124,14 @@ def uses_custom_loop(strategy: tf.distribute.Strategy | None) -> bool:
                       | tf.distribute.TPUStrategy)
 
 
-def one_machine_strategy_from_flags(what: str) -> tf.distribute.Strategy | None:
-    """`strategy_from_flags` for work that runs on one machine (`what`, e.g. "A benchmark":
-    it measures one machine and writes its results from one process): --strategy=multi_worker
-    is a ConfigError saying what to use instead."""
-    if flags.FLAGS.strategy == "multi_worker":
-        raise ConfigError(f"{what} runs on one machine: use --strategy=mirrored (its devices) "
-                          "or tpu; train and evaluate across machines with python -m kdod.train "
-                          "and python -m kdod.evaluate --strategy=multi_worker.")
-    return strategy_from_flags()
+def barrier(strategy: tf.distribute.Strategy | None) -> None:
+    """Waits until every worker of a multi-worker strategy is here (an all-reduce of a one):
+    what the chief wrote before it, every worker reads after it. One process: nothing to wait
+    for. Every worker must reach the same barriers in the same order, as with any collective."""
+    import tensorflow as tf
+
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.ones([])), axis=None)
 
 
 def check_global_batch(strategy: tf.distribute.Strategy | None, batch_size: int,

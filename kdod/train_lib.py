@@ -214,8 +214,9 @@ def train(model_dir: str, steps: int = 1000, checkpoint_every: int = 200, keep_c
     Under `strategy` (`kdod.distribute.make_strategy`) the model, its losses' adapters and the
     optimizer are made in its scope, the global batch is split over the replicas and only the
     chief writes files; every worker resumes from model_dir's checkpoints, so model_dir must be
-    a folder they all see. With several replicas and `sync_batch_norm`, BatchNorm normalizes
-    with the statistics of the global batch (`synchronize_batch_norm`)."""
+    a folder they all see, and returns once the chief has written the run's last files. With
+    several replicas and `sync_batch_norm`, BatchNorm normalizes with the statistics of the
+    global batch (`synchronize_batch_norm`)."""
     _check_counts(steps=steps, checkpoint_every=checkpoint_every,
                   keep_checkpoints=keep_checkpoints, log_every=log_every)
     config.check_integer("train.summary_images", summary_images, minimum=0)
@@ -244,6 +245,7 @@ def train(model_dir: str, steps: int = 1000, checkpoint_every: int = 200, keep_c
             checkpoints.save_detector(model.exported_detector(), model_dir)
         logging.info("%s is already trained to step %d; wrote its detector's weights again.",
                      model_dir, start)
+        distribute.barrier(strategy)
         return model
     if start:
         logging.info("Resuming from step %d.", start)
@@ -271,6 +273,7 @@ def train(model_dir: str, steps: int = 1000, checkpoint_every: int = 200, keep_c
         model.fit(dataset, epochs=epochs, steps_per_epoch=interval, initial_epoch=first_epoch,
                   callbacks=callbacks, verbose=verbose)
     guard.raise_if_failed()
+    distribute.barrier(strategy)  # Every worker returns once the chief's files are written.
     return model
 
 

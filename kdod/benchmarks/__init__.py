@@ -24,6 +24,9 @@ from collections.abc import Callable
 from kdod.benchmarks.common import BenchmarkOptions
 
 NAMES = ("data", "detector", "distill", "ocr", "export", "real", "losses", "scale")
+# The benchmarks of trained runs recorded in a ledger (study.py): they also run on several
+# machines under multi_worker.
+STUDIES = ("real", "losses", "scale")
 
 
 def _lazy_run(name: str) -> Callable[[BenchmarkOptions], dict]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import gin
 import numpy as np
 
-from kdod import config
+from kdod import config, distribute
 
 if TYPE_CHECKING:
     import tensorflow as tf
@@ -41,7 +41,7 @@ class BenchmarkOptions:
       ocr_model: ocr: plate_ctc's recognizer (a kdod.train_ocr run folder or .tflite).
       text_csv: ocr: real plate crops of known text, a CSV of filename,plate_text rows.
       strategy: the tf.distribute strategy the benchmarks' training and evaluation run under
-        (one machine's: mirrored or TPU); None: one device.
+        (mirrored, TPU, or multi_worker for the studies); None: one device.
     """
 
     output: Path | None = None
@@ -57,6 +57,12 @@ class BenchmarkOptions:
 
     def output_path(self, name: str) -> Path:
         return self.output or Path(f"benchmarks/{name}.json")
+
+    @property
+    def chief(self) -> bool:
+        """Whether this process measures this machine and writes files: not the workers of
+        a multi-worker strategy other than its chief."""
+        return distribute.is_chief(self.strategy)
 
     @property
     def runs_dir(self) -> Path:

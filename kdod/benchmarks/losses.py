@@ -173,6 +173,8 @@ def run(options: BenchmarkOptions) -> dict:
     results = {"seeds": options.seeds, "loss_files": {**LOSS_FILES, BASELINE[0]: BASELINE[1]},
                **{data.name: run_data_set(data, options, ledger) for data in DATA_SETS}}
     results |= targets.check("losses", results["real"])
+    if not options.chief:
+        return results
     plot(results, output.with_suffix(".png"))
     output.with_suffix(".md").write_text(tables(results))
     return {**results, "runs": ledger.runs}

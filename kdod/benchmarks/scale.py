@@ -149,6 +149,8 @@ def run(options: BenchmarkOptions) -> dict:
                             if run.model in (ONLINE, CACHED)], ledger, strategy=options.strategy)
     ap = {"cached": [m["AP"] for m in measured[CACHED]],
           "online": [m["AP"] for m in measured[ONLINE]]}
+    if not options.chief:  # The chief times its machine's steps and writes the results.
+        return {"AP": ap}
     first = next(run for run in plans[0] if run.model == CACHED)
     timing_cache = options.runs_dir / "scale" / "timing_cache"
     if not (timing_cache / cache.MANIFEST).is_file():

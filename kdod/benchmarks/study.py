@@ -12,6 +12,11 @@ folder left by an older config of the run is moved aside (`<name>.superseded-1`)
 A run distilled from a teacher cache makes the cache first (`kdod.cache_teacher_lib`, timed: its
 minutes are the teacher's, recorded apart from the student's) and deletes it once the run is
 recorded: a cache is gigabytes, and made again from the recipe when needed.
+
+Under MultiWorkerMirroredStrategy every worker runs the same study (its runs are trained and
+evaluated together) and keeps the same ledger in memory; only the chief writes the results
+file, claims folders and makes and deletes caches, and the workers wait for those files at
+barriers. The results file and the runs' folders must be on storage every worker sees.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import TYPE_CHECKING
 import gin
 from absl import logging
 
-from kdod import checkpoints, config
+from kdod import checkpoints, config, distribute
 from kdod.benchmarks.common import mean_std, parse_recipe, recipe
 from kdod.files import write_json
 
@@ -127,27 +132,38 @@ def _train_and_record(run: Run, ledger: Ledger, fingerprint: str,
                       strategy: tf.distribute.Strategy | None) -> dict:
     from kdod.experiment import train_and_evaluate
 
-    _claim_folder(run.model_dir, fingerprint)
-    cache_minutes = {"teacher_cache_minutes": _made_cache_minutes(run)} if run.teacher_cache else {}
+    chief = distribute.is_chief(strategy)
+    if chief:
+        _claim_folder(run.model_dir, fingerprint)
+        if run.teacher_cache:
+            _make_cache_unless_made(run)
+    distribute.barrier(strategy)  # The folder claimed and the cache made before anyone trains.
+    cache_minutes = ({"teacher_cache_minutes": _cache_seconds(run.teacher_cache) / 60}
+                     if run.teacher_cache else {})
     metrics = train_and_evaluate([recipe(name) for name in run.gin_files], run.bindings,
                                  run.model_dir, split=None, strategy=strategy)
     kept = ledger.record(run, fingerprint, {**metrics, **cache_minutes})
-    ledger.write({"partial": True})
-    if run.teacher_cache:
-        shutil.rmtree(run.teacher_cache)
+    if chief:
+        ledger.write({"partial": True})
+        if run.teacher_cache:
+            shutil.rmtree(run.teacher_cache)
     return kept
 
 
-def _made_cache_minutes(run: Run) -> float:
-    """Makes the run's teacher cache unless a finished one is there; the minutes it took."""
+def _make_cache_unless_made(run: Run) -> None:
     from kdod.cache_teacher_lib import make_cache
+
+    if _cache_seconds(run.teacher_cache) is None:
+        run.parse()
+        make_cache(run.teacher_cache)
+
+
+def _cache_seconds(folder: Path) -> float | None:
+    """How long making the finished cache in `folder` took; None when there is none."""
     from kdod.data import cache
 
-    manifest = run.teacher_cache / cache.MANIFEST
-    if manifest.is_file():
-        return json.loads(manifest.read_text())["seconds"] / 60
-    run.parse()
-    return make_cache(run.teacher_cache)["seconds"] / 60
+    manifest = folder / cache.MANIFEST
+    return json.loads(manifest.read_text())["seconds"] if manifest.is_file() else None
 
 
 def _claim_folder(model_dir: Path, fingerprint: str) -> None:
@@ -168,15 +184,13 @@ def _claim_folder(model_dir: Path, fingerprint: str) -> None:
     marker.write_text(fingerprint)
 
 
-def measure_all(runs: Iterable[Run], ledger: Ledger, on_each=None,
+def measure_all(runs: Iterable[Run], ledger: Ledger,
                 strategy: tf.distribute.Strategy | None = None) -> dict[str, list[dict]]:
     """{model: [metrics of each of its runs, in order]}, trained under `strategy` where they
-    are not recorded; `on_each(measured)` after every run."""
+    are not recorded."""
     measured: dict[str, list[dict]] = {}
     for run in runs:
         measured.setdefault(run.model, []).append(measure(run, ledger, strategy))
-        if on_each:
-            on_each(measured)
     return measured
 
 
