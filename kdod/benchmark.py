@@ -75,12 +75,13 @@ def main(argv: list[str]) -> None:
     for name in names:
         results = BENCHMARKS[name](options)
         output = options.output_path(name)
-        if not options.chief:
-            print(f"Worker done with {name}; the chief writes {output}.")
-            continue
-        write_json(output, {"benchmark": name, "machine": machine(), **results})
-        print(json.dumps(results, indent=1))
-        print(f"Wrote {output}")
+        if options.chief:
+            write_json(output, {"benchmark": name, "machine": machine(), **results})
+            print(json.dumps(results, indent=1))
+            print(f"Wrote {output}")
+        # The workers wait for the chief's one-machine measurements: a worker that leaves
+        # early is a crashed task to the cluster, and the chief's collectives are aborted.
+        distribute.barrier(strategy)
 
 
 if __name__ == "__main__":
