@@ -151,12 +151,26 @@ def split_csv(text_csv: str, holdout: float, seed: int, bad_text: str
     return [pairs[i] for i in order[kept:]], [pairs[i] for i in order[:kept]]
 
 
+def save_recognizer(model: keras.Model, model_dir: str | Path) -> Path:
+    """model_dir/recognizer.weights.h5: the network alone, without the optimizer's state that
+    Keras saves with a compiled model (as the detectors' detector.weights.h5)."""
+    return checkpoints.save_weights_file(_network(model), model_dir,
+                                         checkpoints.RECOGNIZER_WEIGHTS)
+
+
 def initialize_from(recognizer: keras.Model, run_dir: str) -> None:
-    """Copies a trained run's recognizer.weights.h5 into `recognizer` (same RecognizerConfig)."""
-    checkpoints.load_weights_file(recognizer, run_dir, checkpoints.RECOGNIZER_WEIGHTS,
+    """Loads a trained run's recognizer.weights.h5 into `recognizer` (same RecognizerConfig):
+    the network's weights alone. Its optimizer's state, which files of earlier kdod versions
+    hold, stays behind: the fine-tuning run counts its own steps from 0 with fresh moments."""
+    checkpoints.load_weights_file(_network(recognizer), run_dir, checkpoints.RECOGNIZER_WEIGHTS,
                                   "recognizer", TRAIN_COMMAND.format(run_dir))
     logging.info("Initialized the recognizer from %s.",
                  Path(run_dir) / checkpoints.RECOGNIZER_WEIGHTS)
+
+
+def _network(model: keras.Model) -> keras.Model:
+    """The compiled recognizer's layers as an uncompiled model (the same variables)."""
+    return keras.Model(model.inputs, model.outputs)
 
 
 @gin.configurable(denylist=["model_dir"])
@@ -222,7 +236,7 @@ def train_ocr(model_dir: str, steps: int = 10000, batch_size: int = 64,
             logging.info("Resuming from step %d.", start)
         _fit(model, training_data(sets, batch_size, seed), model_dir, start, steps,
              checkpoint_every, keep_checkpoints, log_every)
-    checkpoints.save_weights_file(model, model_dir, checkpoints.RECOGNIZER_WEIGHTS)
+    save_recognizer(model, model_dir)
     logging.info("Exported %s", write_export(model, model_dir, quantize))
     if eval_crops:
         evaluate_export(model_dir, seed, eval_crops, crop_config, text_csv, holdout)
@@ -234,8 +248,7 @@ def _fit(model: keras.Model, data: tf.data.Dataset, model_dir: str, start: int, 
     """`fit` in epochs of one checkpoint interval, stopping at `steps` exactly (as kdod.train)."""
     guard = CheckpointAndGuard(
         model_dir, keep, last_step=steps, loss_key="loss",
-        save_network=lambda network: checkpoints.save_weights_file(
-            network, model_dir, checkpoints.RECOGNIZER_WEIGHTS))
+        save_network=lambda network: save_recognizer(network, model_dir))
     logs = Path(model_dir) / "logs"
     interval = min(checkpoint_every, steps)
     first_epoch = start // interval

@@ -170,6 +170,33 @@ def test_fine_tuning_on_a_crop_csv_learns_its_plates(tmp_path, clean_gin):
     assert sum(read.text == text for read, text in zip(reads, texts)) >= 2
 
 
+def test_fine_tuning_a_longer_run_trains_its_own_steps_from_that_run_s_weights(tmp_path,
+                                                                               clean_gin):
+    """The base ran 4 steps, the fine-tuning 2: it must train 2 steps of its own, not inherit
+    the base's optimizer (then at step 4, a fine-tuning of fewer steps stopped after one)."""
+    import h5py
+
+    base = tmp_path / "base"
+    shape = ["train_ocr.crops = 16", "train_ocr.eval_crops = 0"]
+    train(base, *shape, "train_ocr.steps = 4", "train_ocr.checkpoint_every = 4")
+    with h5py.File(base / checkpoints.RECOGNIZER_WEIGHTS) as weights:
+        assert "optimizer" not in weights  # The network alone, as detector.weights.h5.
+    model = train(tmp_path / "tuned", *shape, "train_ocr.steps = 2",
+                  "train_ocr.checkpoint_every = 2", f"train_ocr.init_from = '{base}'")
+    assert int(model.optimizer.iterations.numpy()) == 2
+    assert [p.name for p in checkpoints.checkpoint_paths(tmp_path / "tuned")] == [
+        "ckpt-2.weights.h5"]
+
+    from kdod.train_ocr_lib import initialize_from
+
+    trained = train(base, *shape, "train_ocr.steps = 4")  # Already trained: loads, trains 0.
+    fresh = build_recognizer(RecognizerConfig())  # As gin configures it, as in training.
+    fresh.compile(optimizer="adam")
+    initialize_from(fresh, str(base))
+    for ours, theirs in zip(fresh.weights, trained.weights, strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+
+
 def test_a_fine_tuning_run_reads_the_rendered_crops_of_the_run_it_starts_from(tmp_path,
                                                                             clean_gin):
     from kdod.train_ocr_lib import cached_synthetic
