@@ -45,6 +45,22 @@ def test_recorded_runs_are_not_trained_again_and_a_gone_teacher_is(tiny_data_dir
     assert len(json.loads(results.read_text())["runs"]) == 2  # The same two folders.
 
 
+def test_a_run_recorded_by_a_study_sharing_it_is_taken_not_trained(tiny_data_dir, tmp_path):
+    teacher, student = _tiny_runs(tmp_path, tiny_data_dir)
+    shared = tmp_path / "real.json"
+    metrics = {"AP": 0.5, "train_minutes": 3.0}
+    shared.write_text(json.dumps({"runs": {
+        str(teacher.model_dir): {"model": "teacher", "fingerprint": teacher.fingerprint(),
+                                 "metrics": metrics},
+        str(student.model_dir): {"model": "kl", "fingerprint": "another config",
+                                 "metrics": metrics}}}))
+    ledger = Ledger(tmp_path / "losses.json", KEEP, shared=[shared])
+    assert measure_all([teacher], ledger) == {"teacher": [metrics]}
+    assert not teacher.model_dir.exists()  # Neither trained nor evaluated again.
+    assert ledger.runs[str(teacher.model_dir)]["metrics"] == metrics  # Copied in.
+    assert ledger.recorded(student, student.fingerprint()) is None  # Another config: not it.
+
+
 def test_a_folder_left_by_another_config_of_a_run_is_moved_aside_not_resumed(tiny_data_dir,
                                                                             tmp_path):
     results = tmp_path / "study.json"

@@ -11,7 +11,9 @@ Every seed's students distill from seed 0's teacher; `ld` from a second teacher 
 distribution box head (gin/distribution_head.gin) it needs. Once every loss has run on a data
 set, the two best losses of that data set (mean AP over the seeds) run together, each at its
 own weight. Runs are recorded as they finish
-(kdod/benchmarks/study.py): run the command again to go on. Writes benchmarks/losses.json, the
+(kdod/benchmarks/study.py): run the command again to go on; the real runs that
+`kdod.benchmark real` recorded (benchmarks/real.json, the shipped teacher's too) are taken from
+there. Writes benchmarks/losses.json, the
 tables to benchmarks/losses.md and the plot to benchmarks/losses.png.
 """
 
@@ -169,7 +171,7 @@ def tables(results: dict) -> str:
 
 def run(options: BenchmarkOptions) -> dict:
     output = options.output_path("losses")
-    ledger = Ledger(output, METRICS)
+    ledger = Ledger(output, METRICS, shared=[output.with_name("real.json")])
     results = {"seeds": options.seeds, "loss_files": {**LOSS_FILES, BASELINE[0]: BASELINE[1]},
                **{data.name: run_data_set(data, options, ledger) for data in DATA_SETS}}
     results |= targets.check("losses", results["real"])

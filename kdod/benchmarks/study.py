@@ -82,16 +82,23 @@ def parsed_losses(gin_file: str) -> dict[str, float]:
 
 
 class Ledger:
-    """The recorded runs of a results file: {model_dir: {"fingerprint", "model", "metrics"}}."""
+    """The recorded runs of a results file: {model_dir: {"fingerprint", "model", "metrics"}}.
 
-    def __init__(self, results_path: Path, keep: Sequence[str]):
+    `shared`: results files of other studies whose runs this one shares (same folders): a run
+    they recorded with the same config counts as recorded here too, and is copied in. A run
+    shipped without its checkpoints (the real teacher) is found there, not trained again."""
+
+    def __init__(self, results_path: Path, keep: Sequence[str], shared: Sequence[Path] = ()):
         self.results_path, self.keep = results_path, tuple(keep)
-        previous = (json.loads(results_path.read_text()) if results_path.is_file() else {})
-        self.runs: dict[str, dict] = previous.get("runs", {})
+        self.runs: dict[str, dict] = _recorded_runs(results_path)
+        self.shared = {key: entry for path in shared for key, entry in _recorded_runs(path).items()}
 
     def recorded(self, run: Run, fingerprint: str) -> dict | None:
-        entry = self.runs.get(str(run.model_dir))
-        return entry["metrics"] if entry and entry["fingerprint"] == fingerprint else None
+        key = str(run.model_dir)
+        for entry in (self.runs.get(key), self.shared.get(key)):
+            if entry and entry["fingerprint"] == fingerprint:
+                return self.record(run, fingerprint, entry["metrics"])
+        return None
 
     def record(self, run: Run, fingerprint: str, metrics: Mapping[str, float]) -> dict:
         kept = {name: metrics[name] for name in self.keep if name in metrics}
@@ -102,6 +109,10 @@ class Ledger:
     def write(self, results: Mapping) -> None:
         """Writes `results` with the recorded runs (so far: marked partial)."""
         write_json(self.results_path, {**results, "runs": self.runs})
+
+
+def _recorded_runs(results_path: Path) -> dict[str, dict]:
+    return json.loads(results_path.read_text()).get("runs", {}) if results_path.is_file() else {}
 
 
 def measure(run: Run, ledger: Ledger, strategy: tf.distribute.Strategy | None = None) -> dict:
