@@ -95,9 +95,11 @@ class Ledger:
 
     def recorded(self, run: Run, fingerprint: str) -> dict | None:
         key = str(run.model_dir)
-        for entry in (self.runs.get(key), self.shared.get(key)):
-            if entry and entry["fingerprint"] == fingerprint:
-                return self.record(run, fingerprint, entry["metrics"])
+        own, shared = self.runs.get(key), self.shared.get(key)
+        if own and own["fingerprint"] == fingerprint:
+            return own["metrics"]
+        if shared and shared["fingerprint"] == fingerprint:
+            return self.record(run, fingerprint, shared["metrics"])  # Copied in.
         return None
 
     def record(self, run: Run, fingerprint: str, metrics: Mapping[str, float]) -> dict:
@@ -149,7 +151,7 @@ def _train_and_record(run: Run, ledger: Ledger, fingerprint: str,
         if run.teacher_cache:
             _make_cache_unless_made(run)
     distribute.barrier(strategy)  # The folder claimed and the cache made before anyone trains.
-    cache_minutes = ({"teacher_cache_minutes": _cache_seconds(run.teacher_cache) / 60}
+    cache_minutes = ({"teacher_cache_minutes": _cache_minutes(run.teacher_cache)}
                      if run.teacher_cache else {})
     metrics = train_and_evaluate([recipe(name) for name in run.gin_files], run.bindings,
                                  run.model_dir, split=None, strategy=strategy)
@@ -163,18 +165,18 @@ def _train_and_record(run: Run, ledger: Ledger, fingerprint: str,
 
 def _make_cache_unless_made(run: Run) -> None:
     from kdod.cache_teacher_lib import make_cache
+    from kdod.data import cache
 
-    if _cache_seconds(run.teacher_cache) is None:
+    if not (run.teacher_cache / cache.MANIFEST).is_file():
         run.parse()
         make_cache(run.teacher_cache)
 
 
-def _cache_seconds(folder: Path) -> float | None:
-    """How long making the finished cache in `folder` took; None when there is none."""
+def _cache_minutes(folder: Path) -> float:
+    """How long making the finished cache in `folder` took (its manifest's seconds)."""
     from kdod.data import cache
 
-    manifest = folder / cache.MANIFEST
-    return json.loads(manifest.read_text())["seconds"] if manifest.is_file() else None
+    return cache.load_manifest(folder)["seconds"] / 60
 
 
 def _claim_folder(model_dir: Path, fingerprint: str) -> None:
