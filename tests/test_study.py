@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
-from conftest import REPO
 
 from kdod.benchmarks import losses, real, targets
 from kdod.benchmarks.common import BenchmarkOptions
@@ -162,17 +160,6 @@ def test_the_losses_and_real_benchmarks_share_their_real_runs(tmp_path):
             if run.model_dir in ours:
                 assert ours[run.model_dir].fingerprint() == run.fingerprint(), run.model
         assert sum(run.model_dir in ours for run in theirs) == shared
-
-
-def test_the_committed_real_teacher_is_claimed_by_the_real_plan_s_teacher():
-    """The repository ships the real teacher (156 CPU minutes) with the study marker of its
-    config: a study that has not recorded it yet evaluates it rather than moving it aside."""
-    shipped = Path("benchmarks/runs/real/seed0/teacher")
-    folder = REPO / shipped
-    teacher = real.seed_plan(BenchmarkOptions(), 0)[0]
-    assert teacher.model == "teacher" and teacher.model_dir == shipped
-    assert (folder / FINGERPRINT_FILE).read_text() == teacher.fingerprint()
-    assert (folder / "detector.weights.h5").is_file()
 
 
 def test_the_real_plan_trains_pkd_again_from_a_teacher_cache_of_its_seed(tmp_path):
