@@ -2,6 +2,7 @@
 training (checkpoints, resume, fine-tuning on a CSV of crops), the TFLite backend, and the
 rendered training crops."""
 
+import json
 import math
 
 import gin
@@ -82,6 +83,65 @@ def test_network_reads_width_over_4_frames_per_run(two_lines, frames_):
     assert model(np.zeros((2, 16, 64, 3), np.float32)).shape == (2, frames_, ctc.NUM_CLASSES)
 
 
+@pytest.mark.parametrize("bias, read", [(30.0, ("top", "bottom")), (-30.0, ("whole",))])
+def test_the_layout_gate_reads_a_plate_either_as_two_halves_or_as_one_line(bias, read):
+    model = build_recognizer(RecognizerConfig(height=16, width=64, filters=(8, 8, 8),
+                                              sequence_filters=8))
+    gate = model.get_layer("two_line")
+    kernel, _ = gate.get_weights()
+    gate.set_weights([np.zeros_like(kernel), np.array([bias], np.float32)])  # Sure of a layout.
+    runs = keras.Model(model.input, {name: (model.get_layer(name).output,
+                                            model.get_layer(f"{name}_gated").output)
+                                     for name in ("top", "whole", "bottom")})
+    images = np.random.default_rng(0).uniform(0, 255, (2, 16, 64, 3)).astype(np.float32)
+    for name, (frames, gated) in runs(images).items():
+        frames = np.asarray(frames).reshape(np.shape(gated))
+        assert np.abs(frames).sum() > 0
+        np.testing.assert_allclose(gated, frames if name in read else 0 * frames, atol=1e-6)
+
+
+def test_layout_loss_is_the_cross_entropy_of_known_layouts_and_nothing_for_unknown():
+    from kdod.train_ocr_lib import layout_loss
+
+    two_line = np.array([1.0, 0.0, crop_sets.UNKNOWN_LAYOUT], np.float32)
+    gate = np.array([[0.8], [0.25], [0.5]], np.float32)
+    np.testing.assert_allclose(layout_loss(two_line, gate), [-math.log(0.8), -math.log(0.75), 0],
+                               rtol=1e-5)
+
+
+def test_the_layout_gate_is_taught_which_plates_are_two_line():
+    """Gradient steps on the layout loss alone: the gate tells rendered two-line plates from
+    one-line ones (it had settled on one-line for all, taught by CTC alone)."""
+    from kdod.train_ocr_lib import layout_loss, training_model
+
+    model = training_model(build_recognizer(RecognizerConfig(
+        height=16, width=64, filters=(8, 8, 8), sequence_filters=8)))
+    layouts = CropConfig(layouts=("us", "two_line")).clean()
+    crops = crop_sets.synthetic_crops(32, 0, "train", 16, 64, layouts, workers=1)
+    assert 0 < crops.two_line.mean() < 1
+    images = crops.images.astype(np.float32)
+    model.compile(optimizer=keras.optimizers.Adam(0.01),
+                  loss={"logits": None, "two_line": layout_loss})
+    model.fit(images, {"two_line": crops.two_line}, epochs=30, batch_size=32, verbose=0)
+    gate = np.asarray(model(images, training=True)["two_line"])[:, 0]  # Batch statistics.
+    assert np.mean((gate > 0.5) == (crops.two_line == 1)) >= 0.9
+
+
+def test_crop_layout_is_the_layout_render_crop_draws(monkeypatch):
+    from tfds_builders.synthetic_plates import crops
+
+    drawn, draw_plate = [], crops._draw_plate
+    monkeypatch.setattr(crops, "_draw_plate", lambda rng, layout, config: (
+        drawn.append(layout), draw_plate(rng, layout, config))[1])
+    seeds = [crop_sets.crop_seed(0, "train", index) for index in range(12)]
+    for seed in seeds:
+        crops.render_crop(seed, CropConfig().clean())
+    assert drawn == [crops.crop_layout(seed, CropConfig()) for seed in seeds]
+    assert len(set(drawn)) > 1
+    np.testing.assert_array_equal(crop_sets.synthetic_two_line(12, 0, "train"),
+                                  [layout == "two_line" for layout in drawn])
+
+
 @pytest.mark.parametrize("settings, message", [
     ({"height": 20}, "multiple of 8"), ({"filters": (8, 8)}, "at least 3"),
     ({"dropout": 1.0}, "RecognizerConfig.dropout")])
@@ -136,13 +196,16 @@ def test_train_resume_export_and_read(tmp_path, clean_gin):
                  config.OPERATIVE_CONFIG):
         assert (run / name).is_file(), name
     assert list((run / "logs").rglob("events.out.tfevents*"))
+    by_layout = json.loads((run / "metrics.json").read_text())["synthetic_clean_by_layout"]
+    assert sorted(by_layout) == sorted(set(CropConfig().layouts))
+    assert all(0 <= metrics["exact_match"] <= 1 for metrics in by_layout.values())
     reader = anpr.build_ocr("plate_ctc", model=str(run))
     reads = reader.read([np.zeros((20, 70, 3), np.uint8), np.full((9, 30, 3), 200, np.uint8)])
     assert len(reads) == 2 and all(set(r.text) <= set(ctc.ALPHABET) for r in reads)
     # The export computes what the Keras network does: the same frames, decoded.
     crop = render_crop(0, CropConfig().clean())[0]
     fitted = plate_ctc.fit_crop(crop, 16, 64)[None].astype(np.float32)
-    expected = ctc.greedy_decode(np.asarray(model(fitted, training=False))[0])
+    expected = ctc.greedy_decode(np.asarray(model(fitted, training=False)["logits"])[0])
     assert reader.read_crop(crop)[0] == expected[0]
 
 

@@ -4,11 +4,13 @@
     crops = read_crop_csv("my_plates/labels.csv")   # rows: filename,plate_text
 
 Both give crops fitted to the recognizer's input (`plate_ctc.fit_crop`) and CTC labels
-(`ctc.encode`). A CSV names image files relative to its own folder; a header row
-``filename,plate_text`` is allowed. Plate text is upper-cased and spaces and dashes dropped;
-a row whose text then holds anything but A-Z0-9 (or is empty, or longer than
-`ctc.MAX_LABEL_LENGTH`) is left out and counted in a warning, or, with ``bad_text="refuse"``,
-is an error naming the line. A missing or unreadable image is always an error naming it.
+(`ctc.encode`); rendered crops also say whether they are two-line plates
+(`synthetic_two_line`, what teaches the recognizer's layout gate). A CSV names image files
+relative to its own folder; a header row ``filename,plate_text`` is allowed. Plate text is
+upper-cased and spaces and dashes dropped; a row whose text then holds anything but A-Z0-9
+(or is empty, or longer than `ctc.MAX_LABEL_LENGTH`) is left out and counted in a warning, or,
+with ``bad_text="refuse"``, is an error naming the line. A missing or unreadable image is
+always an error naming it.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from kdod.errors import KdodError
 from kdod.files import filename_text_rows
 from kdod.ocr import ctc
 from kdod.ocr.plate_ctc import fit_crop
-from tfds_builders.synthetic_plates.crops import CropConfig, render_crop
+from tfds_builders.synthetic_plates.crops import CropConfig, crop_layout, render_crop
 
 BAD_TEXT_CHOICES = ("skip", "refuse")
 SEPARATORS = " -"  # written between groups on plates, not part of the registration
@@ -40,13 +42,22 @@ class CropSetError(KdodError):
     """A crop CSV, or an image it names, cannot be used; the message names the file and line."""
 
 
+UNKNOWN_LAYOUT = -1.0  # two_line target of a crop whose layout no one knows (a user's crop)
+
+
 @dataclasses.dataclass
 class CropSet:
-    """Crops fitted to the recognizer's input, their labels and texts."""
+    """Crops fitted to the recognizer's input, their labels and texts, and whether each is a
+    two-line plate (1.0, 0.0, or UNKNOWN_LAYOUT: the default)."""
 
     images: np.ndarray  # uint8 [N, H, W, 3]
     labels: np.ndarray  # int32 [N, ctc.MAX_LABEL_LENGTH]
     texts: list[str]
+    two_line: np.ndarray | None = None  # float32 [N]
+
+    def __post_init__(self):
+        if self.two_line is None:
+            self.two_line = np.full(len(self.texts), UNKNOWN_LAYOUT, np.float32)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -64,6 +75,13 @@ def rendered_crops(count: int, seed: int, split: str, crop_config: CropConfig | 
     rendered = [render_crop(crop_seed(seed, split, index), crop_config or CropConfig())
                 for index in range(count)]
     return [image for image, _ in rendered], [text for _, text in rendered]
+
+
+def synthetic_two_line(count: int, seed: int, split: str, crop_config: CropConfig | None = None
+                       ) -> np.ndarray:
+    """float32 [count]: 1.0 where `rendered_crops`' crop is a two-line plate, else 0.0."""
+    return np.array([crop_layout(crop_seed(seed, split, index), crop_config or CropConfig())
+                     == "two_line" for index in range(count)], np.float32)
 
 
 def synthetic_crops(count: int, seed: int, split: str, height: int, width: int,
@@ -87,7 +105,8 @@ def synthetic_crops(count: int, seed: int, split: str, height: int, width: int,
         (0, height, width, 3), np.uint8)
     labels = np.concatenate([part.labels for part in parts]) if parts else np.zeros(
         (0, ctc.MAX_LABEL_LENGTH), np.int32)
-    return CropSet(images, labels, [text for part in parts for text in part.texts])
+    return CropSet(images, labels, [text for part in parts for text in part.texts],
+                   synthetic_two_line(count, seed, split, crop_config))
 
 
 RENDER_CHUNK = 500  # crops per task of a rendering worker

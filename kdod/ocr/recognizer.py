@@ -7,8 +7,15 @@ A crop is resized to ``height`` x ``width`` (stretched: plates are 2:1 to 5:1) a
 frames along its width (CTC, `kdod.ocr.ctc`). The CNN pools the image to 1/8 of its height and
 1/4 of its width. With ``two_lines`` the frames are three runs of the width: the top half of the
 plate, the whole plate and the bottom half, so a one-line plate is read in the middle run and a
-two-line plate top line first then bottom line; a global context vector (the feature map's
-mean) is added to every frame, so each frame knows which kind of plate it is in.
+two-line plate top line first then bottom line. A layout gate (a sigmoid of the feature map's
+mean) scales the half runs by how two-line the plate looks and the whole run by the rest: the
+top rows of a one-line US plate hold its state name, which must read as nothing, where those
+of a two-line plate hold half its registration. Without the gate the network learned to read
+the state names as nothing and most two-line plates wrongly (24.5% exact after 24000 steps,
+against 93-99.5% for one-line layouts). Training teaches the gate each rendered crop's layout
+(`kdod.train_ocr_lib.training_model`); taught by CTC alone it said one-line for every plate.
+A global context vector (the mean again) is added to every frame, so each frame knows which
+kind of plate it is in.
 """
 
 from __future__ import annotations
@@ -89,6 +96,12 @@ def _frames(features, rows: tuple[int, int], filters: int, name: str):
     return layers.Reshape((features.shape[2], filters), name=f"{name}_frames")(collapsed)
 
 
+def _gated(frames, gate, name: str):
+    """`frames` [B, T, C] scaled by the per-crop `gate` [B, 1]."""
+    gates = layers.RepeatVector(frames.shape[1], name=f"{name}_gates")(gate)
+    return layers.Multiply(name=f"{name}_gated")([frames, gates])
+
+
 def build_recognizer(recognizer: RecognizerConfig | None = None) -> keras.Model:
     """images float32 [B, height, width, 3] in 0..255 -> logits [B, frames, ctc.NUM_CLASSES]."""
     spec = recognizer or RecognizerConfig()
@@ -97,15 +110,19 @@ def build_recognizer(recognizer: RecognizerConfig | None = None) -> keras.Model:
     for index, filters in enumerate(spec.filters):
         x = _conv_block(x, filters, index)
     rows, width = x.shape[1], spec.sequence_filters
+    mean = layers.GlobalAveragePooling2D(name="mean")(x)
     middle = _frames(x, (0, rows), width, "whole")
     if spec.two_lines:
         half = rows // 2
-        runs = [_frames(x, (0, half), width, "top"), middle, _frames(x, (half, rows), width,
-                                                                     "bottom")]
+        two_line = layers.Dense(1, activation="sigmoid", name="two_line")(mean)
+        one_line = layers.Rescaling(-1.0, offset=1.0, name="one_line")(two_line)  # 1 - p
+        runs = [_gated(_frames(x, (0, half), width, "top"), two_line, "top"),
+                _gated(middle, one_line, "whole"),
+                _gated(_frames(x, (half, rows), width, "bottom"), two_line, "bottom")]
         sequence = layers.Concatenate(axis=1, name="runs")(runs)
     else:
         sequence = middle
-    context = layers.Dense(width, name="context")(layers.GlobalAveragePooling2D(name="mean")(x))
+    context = layers.Dense(width, name="context")(mean)
     context = layers.RepeatVector(sequence.shape[1], name="context_frames")(context)
     sequence = layers.Add(name="with_context")([sequence, context])
     for index in range(spec.sequence_layers):

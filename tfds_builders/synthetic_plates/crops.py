@@ -131,7 +131,7 @@ class CropConfig:
 def render_crop(seed: int, config: CropConfig = CropConfig()) -> tuple[np.ndarray, str]:
     """One crop (uint8 RGB) and its registration (A-Z0-9); the same seed gives the same crop."""
     rng = np.random.default_rng(seed)
-    layout = pick(rng, config.layouts)
+    layout = pick(rng, config.layouts)  # The first draw: see crop_layout.
     plate, drawn = _draw_plate(rng, layout, config)
     if config.effects:
         plate = _add_frame_and_bolts(rng, plate, config)
@@ -139,6 +139,11 @@ def render_crop(seed: int, config: CropConfig = CropConfig()) -> tuple[np.ndarra
     if config.effects:
         image = _camera(rng, image, plate.height, config)
     return image, registration_of(drawn).replace("O", "0")
+
+
+def crop_layout(seed: int, config: CropConfig = CropConfig()) -> str:
+    """The layout `render_crop(seed, config)` draws, without drawing the crop."""
+    return pick(np.random.default_rng(seed), config.layouts)
 
 
 # ---------------------------------------------------------------- the plate, flat
