@@ -54,10 +54,9 @@ def ctc_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 def layout_loss(two_line: tf.Tensor, gate: tf.Tensor) -> tf.Tensor:
     """Binary cross-entropy per crop of the layout gate against whether the crop is a two-line
     plate; 0 where the layout is unknown (`crop_sets.UNKNOWN_LAYOUT`, a user's crops)."""
-    two_line = tf.reshape(tf.cast(two_line, tf.float32), [-1])
-    known = two_line >= 0
-    gate = tf.clip_by_value(tf.reshape(gate, [-1]), 1e-7, 1 - 1e-7)
-    entropy = -(two_line * tf.math.log(gate) + (1 - two_line) * tf.math.log(1 - gate))
+    two_line = tf.reshape(tf.cast(two_line, tf.float32), [-1, 1])
+    known = two_line[:, 0] >= 0
+    entropy = keras.losses.binary_crossentropy(tf.maximum(two_line, 0.0), gate)
     return tf.where(known, entropy, tf.zeros_like(entropy))
 
 
