@@ -83,7 +83,7 @@ def test_network_reads_width_over_4_frames_per_run(two_lines, frames_):
     assert model(np.zeros((2, 16, 64, 3), np.float32)).shape == (2, frames_, ctc.NUM_CLASSES)
 
 
-@pytest.mark.parametrize("bias, read", [(30.0, ("top", "bottom")), (-30.0, ("whole",))])
+@pytest.mark.parametrize("bias, read", [(30.0, "halves"), (-30.0, "whole")])
 def test_the_layout_gate_reads_a_plate_either_as_two_halves_or_as_one_line(bias, read):
     model = build_recognizer(RecognizerConfig(height=16, width=64, filters=(8, 8, 8),
                                               sequence_filters=8))
@@ -92,12 +92,22 @@ def test_the_layout_gate_reads_a_plate_either_as_two_halves_or_as_one_line(bias,
     gate.set_weights([np.zeros_like(kernel), np.array([bias], np.float32)])  # Sure of a layout.
     runs = keras.Model(model.input, {name: (model.get_layer(name).output,
                                             model.get_layer(f"{name}_gated").output)
-                                     for name in ("top", "whole", "bottom")})
+                                     for name in ("whole", "halves")})
     images = np.random.default_rng(0).uniform(0, 255, (2, 16, 64, 3)).astype(np.float32)
     for name, (frames, gated) in runs(images).items():
         frames = np.asarray(frames).reshape(np.shape(gated))
         assert np.abs(frames).sum() > 0
-        np.testing.assert_allclose(gated, frames if name in read else 0 * frames, atol=1e-6)
+        np.testing.assert_allclose(gated, frames if name == read else 0 * frames, atol=1e-6)
+
+
+def test_a_two_line_plate_is_read_as_its_top_half_then_its_bottom_half_in_one_line():
+    model = build_recognizer(RecognizerConfig(height=16, width=64, filters=(8, 8, 8),
+                                              sequence_filters=8))
+    halves = keras.Model(model.input, model.get_layer("halves_image").output)
+    images = np.random.default_rng(0).uniform(0, 255, (2, 16, 64, 3)).astype(np.float32)
+    scaled = images / 127.5 - 1
+    np.testing.assert_allclose(halves(images), np.concatenate([scaled[:, :8], scaled[:, 8:]], 2),
+                               atol=1e-6)
 
 
 def test_layout_loss_is_the_cross_entropy_of_known_layouts_and_nothing_for_unknown():
@@ -143,7 +153,9 @@ def test_crop_layout_is_the_layout_render_crop_draws(monkeypatch):
 
 
 @pytest.mark.parametrize("settings, message", [
-    ({"height": 20}, "multiple of 8"), ({"filters": (8, 8)}, "at least 3"),
+    ({"height": 20, "two_lines": False}, "multiple of 8"),
+    ({"height": 40}, "multiple of 16"),  # Each half of a two-line plate is pooled by 8.
+    ({"filters": (8, 8)}, "at least 3"),
     ({"dropout": 1.0}, "RecognizerConfig.dropout")])
 def test_bad_network_settings_name_the_binding(settings, message):
     with pytest.raises(config.ConfigError, match=message):
