@@ -2,6 +2,7 @@
 
 import math
 
+import gin
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -236,6 +237,10 @@ def test_detection_loss_normalized_by_batch_positives():
 
 
 def _nms_case(**kwargs):
+    return postprocess.postprocess(*_nms_inputs(), **kwargs)
+
+
+def _nms_inputs():
     boxes = np.array([[0.0, 0.0, 0.5, 0.5],    # 0.9
                       [0.0, 0.0, 0.5, 0.45],   # 0.8, IoU 0.9 with the first -> suppressed
                       [0.6, 0.6, 1.2, 0.9],    # 0.7, separate, extends past the image
@@ -243,7 +248,7 @@ def _nms_case(**kwargs):
                      np.float32)
     scores = np.array([0.9, 0.8, 0.7, 0.01], np.float32)
     logits = np.log(scores / (1 - scores))[None, :, None]
-    return postprocess.postprocess(logits, np.zeros([1, 4, 4], np.float32), boxes, **kwargs)
+    return logits, np.zeros([1, 4, 4], np.float32), boxes
 
 
 def test_nms_keeps_best_of_overlapping_and_separate_boxes():
@@ -263,3 +268,42 @@ def test_score_threshold_and_max_detections():
     assert capped["boxes"].shape == (1, 1, 4) and capped["num_detections"].numpy()[0] == 1
     np.testing.assert_allclose(capped["scores"][0], [0.9], rtol=1e-5)
     assert _nms_case(pre_nms_top_k=2)["num_detections"].numpy().tolist() == [1]
+
+
+def test_numpy_postprocess_of_one_image_by_hand():
+    logits, codes, boxes = _nms_inputs()
+    result = postprocess.postprocess_image(logits[0], codes[0], boxes)
+    np.testing.assert_allclose(result["scores"], [0.9, 0.7], rtol=1e-5)
+    np.testing.assert_allclose(result["boxes"], [[0.0, 0.0, 0.5, 0.5], [0.6, 0.6, 1.0, 0.9]],
+                               atol=1e-5)
+    assert result["classes"].dtype == np.int32 and result["classes"].tolist() == [0, 0]
+    assert postprocess.postprocess_image(logits[0], codes[0], boxes,
+                                         pre_nms_top_k=2)["scores"].shape == (1,)
+    nothing = postprocess.postprocess_image(logits[0], codes[0], boxes, score_threshold=0.95)
+    assert nothing["boxes"].shape == (0, 4) and nothing["scores"].shape == (0,)
+
+
+@pytest.mark.parametrize("settings", [{}, {"score_threshold": 0.3, "iou_threshold": 0.3},
+                                      {"max_detections": 7, "pre_nms_top_k": 40}])
+def test_numpy_postprocess_equals_the_tensorflow_one(settings):
+    """Crowded, overlapping boxes of three classes: the TFLite runner's detections are
+    evaluation's."""
+    rng = np.random.default_rng(0)
+    anchors = anchors_lib.generate_anchors(64, anchors_lib.AnchorConfig())
+    count = anchors.shape[0]
+    logits = rng.normal(-2.0, 2.0, (1, count, 3)).astype(np.float32)
+    codes = rng.normal(0.0, 1.0, (1, count, 4)).astype(np.float32)
+    expected = postprocess.postprocess(logits, codes, anchors, **settings)
+    found = postprocess.postprocess_image(logits[0], codes[0], np.asarray(anchors), **settings)
+    shown = int(expected["num_detections"][0])
+    assert shown > 5 and found["scores"].shape == (shown,)
+    np.testing.assert_allclose(found["scores"], expected["scores"][0, :shown], rtol=1e-5)
+    np.testing.assert_allclose(found["boxes"], expected["boxes"][0, :shown], atol=1e-5)
+    np.testing.assert_array_equal(found["classes"], expected["classes"][0, :shown])
+
+
+def test_postprocess_settings_are_the_gin_bindings_over_the_defaults(clean_gin):
+    gin.parse_config("postprocess.score_threshold = 0.3")
+    settings = postprocess.postprocess_settings()
+    assert settings["score_threshold"] == 0.3 and settings["iou_threshold"] == 0.5
+    assert settings["max_detections"] == 100
