@@ -144,15 +144,8 @@ class TfliteDetector:
         detections = postprocess.postprocess_image(
             outputs["cls_logits"][0], outputs["box_regression"][0], self.anchors,
             **self.postprocess_settings)
-        return {**detections, "boxes": _to_image_boxes(detections["boxes"], image.shape[:2],
-                                                       window.numpy())}
-
-
-def _to_image_boxes(boxes: np.ndarray, image_hw: tuple[int, int],
-                    window: np.ndarray) -> np.ndarray:
-    """`geometry.to_image_boxes` in NumPy: boxes normalized to the window -> to the image."""
-    start, extent = np.tile(window[:2], 2), np.tile(window[2:] - window[:2], 2)
-    return np.clip((boxes * extent + start) / np.tile(image_hw, 2), 0.0, 1.0).astype(np.float32)
+        return {**detections, "boxes": geometry.to_image_boxes_numpy(
+            detections["boxes"], image.shape[:2], window.numpy())}
 
 
 def load_exported(path: str | Path, runtime: str = "litert",

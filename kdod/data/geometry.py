@@ -77,10 +77,19 @@ def to_image_boxes(boxes: tf.Tensor, image_hw: tf.Tensor, window: tf.Tensor,
     return tf.clip_by_value(boxes, 0.0, 1.0) if clip else boxes
 
 
+def to_image_boxes_numpy(boxes: np.ndarray, image_hw: np.ndarray,
+                         window: np.ndarray) -> np.ndarray:
+    """`to_image_boxes` (clipped) in NumPy, for one image's detections outside a graph."""
+    window = np.asarray(window, np.float32)
+    start, extent = np.tile(window[:2], 2), np.tile(window[2:] - window[:2], 2)
+    hw = np.tile(np.asarray(image_hw, np.float32), 2)
+    return np.clip((np.asarray(boxes, np.float32) * extent + start) / hw, 0.0, 1.0)
+
+
 def to_pixels(boxes: np.ndarray, window: np.ndarray, image_hw: np.ndarray) -> np.ndarray:
     """Boxes normalized to the model input -> pixels of the original image, clipped to it."""
     height, width = image_hw
-    return to_image_boxes(boxes, image_hw, window).numpy() * [height, width, height, width]
+    return to_image_boxes_numpy(boxes, image_hw, window) * [height, width, height, width]
 
 
 def letterbox_image(image: tf.Tensor, size: int) -> tuple[tf.Tensor, tf.Tensor]:
