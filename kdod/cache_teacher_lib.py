@@ -44,7 +44,8 @@ def make_cache(output: str | Path, teacher_dir: str | None = None, examples: int
         teacher_cache=None)
     distiller = build_distiller(distillation)
     with gin.config_scope("train"):
-        dataset = input_pipeline(training=True, image_size=distiller.image_size, seed=seed)
+        dataset = input_pipeline(training=True, image_size=distiller.image_size, seed=seed,
+                                 teacher_image_size=distiller.teacher_image_size)
         augmentation = repr(augment.Augmentation())  # As the pipeline makes it.
     batch_size = dataset.element_spec["image"].shape[0]
     examples = examples or train_setting("steps") * batch_size
@@ -63,7 +64,8 @@ def with_teacher_outputs(distiller: Distiller,
 
     @tf.function
     def add_outputs(batch):
-        outputs = cache.flatten(distiller.teacher_outputs(batch["image"]))
+        outputs = cache.flatten(distiller.teacher_outputs(batch.get("teacher_image",
+                                                                    batch["image"])))
         return {**batch, **{key: value for key, value in outputs.items() if key in keys}}
 
     return (add_outputs(batch) for batch in batches)

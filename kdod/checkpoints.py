@@ -115,6 +115,7 @@ def _save_atomically(save_weights: Callable[..., None], path: Path) -> Path:
     (loaded with a warning), never a whole file beside the checksum of another.
     """
     partial = path.with_name(PARTIAL_PREFIX + path.name)
+    path.parent.mkdir(parents=True, exist_ok=True)
     save_weights(partial, overwrite=True)
     digest = _sha256(partial)
     checksum = checksum_path(path)

@@ -230,7 +230,10 @@ def train(model_dir: str, steps: int = 1000, checkpoint_every: int = 200, keep_c
     if sync_batch_norm and distribute.replicas(strategy) > 1:
         synchronize_batch_norm(model)
     teacher_cache = distillation.teacher_cache if distillation else None
-    dataset, first_batch = _training_data(model.image_size, seed, strategy, teacher_cache)
+    # A teacher of its own input size sees its own view of each example, unless cached.
+    teacher_size = None if teacher_cache else getattr(model, "teacher_image_size", None)
+    dataset, first_batch = _training_data(model.image_size, seed, strategy, teacher_cache,
+                                          teacher_size)
     with distribute.scope(strategy):
         model(first_batch["image"][:1])  # Build the weights before restoring into them.
         start = checkpoints.restore_latest(model, model_dir)
@@ -287,16 +290,18 @@ def synchronize_batch_norm(model: keras.Model) -> None:
 
 
 def _training_data(image_size: int, seed: int, strategy: tf.distribute.Strategy | None,
-                   teacher_cache: str | None = None
+                   teacher_cache: str | None = None, teacher_image_size: int | None = None
                    ) -> tuple[tf.data.Dataset | Iterator, dict[str, tf.Tensor]]:
     """The training batches for `fit` (a dataset) or `strategy_loop` (an iterator over the
     strategy's distributed dataset), and a batch of this worker's images (for building and
-    image summaries). With `teacher_cache` they are the cache's examples and teacher outputs."""
+    image summaries). With `teacher_cache` they are the cache's examples and teacher outputs;
+    with `teacher_image_size` they hold the teacher's view of each example too."""
 
     def pipeline(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         with gin.config_scope("train"):
             return input_pipeline(training=True, image_size=image_size, seed=seed,
-                                  input_context=input_context, teacher_cache=teacher_cache)
+                                  input_context=input_context, teacher_cache=teacher_cache,
+                                  teacher_image_size=teacher_image_size)
 
     if strategy is None:
         dataset = pipeline()

@@ -50,16 +50,18 @@ def damage_middle(path: Path) -> None:
     path.write_bytes(bytes(data))
 
 
-def tiny_detector(width: int, name: str, anchors=None, box_bins: int = 0):
-    """A 64-px tiny-CNN detector (one head conv, tiny_cnn.width `width`, levels 3-5 with one
-    scale unless `anchors` says otherwise), under the gin config of the moment, then cleared."""
+def tiny_detector(width: int, name: str, anchors=None, box_bins: int = 0,
+                  image_size: int = 64):
+    """A tiny-CNN detector of `image_size` px (one head conv, tiny_cnn.width `width`, levels 3-5
+    with one scale unless `anchors` says otherwise), under the gin config of the moment, then
+    cleared."""
     from kdod import config
     from kdod.detection.anchors import AnchorConfig
     from kdod.detection.detector import Detector, DetectorConfig
 
     config.parse_gin([], [f"tiny_cnn.width = {width}"])  # Loads the backbones, then binds.
     anchors = anchors or AnchorConfig(min_level=3, max_level=5, scales_per_octave=1)
-    model = Detector(DetectorConfig(backbone="tiny_cnn", neck="fpn_lite", image_size=64,
+    model = Detector(DetectorConfig(backbone="tiny_cnn", neck="fpn_lite", image_size=image_size,
                                     anchor_config=anchors, head_convs=1, box_bins=box_bins),
                      name=name)
     gin.clear_config()

@@ -161,3 +161,37 @@ def test_tilted_boxes_hold_their_pixels(seed):
                             augment.Augmentation(min_scale=1.0, max_scale=1.0, flip_prob=0.0,
                                                  **NO_COLOUR))
     assert np.abs(out["image"].numpy() - plain["image"].numpy()).mean() > 1.0
+
+
+def _smooth_image(height=150, width=240):
+    """Smooth colour waves (no detail finer than a few pixels) and one box."""
+    y, x = np.mgrid[0:height, 0:width]
+    image = np.stack([127 + 100 * np.sin(x / 13), 127 + 100 * np.cos(y / 11),
+                      127 + 60 * np.sin((x + y) / 17)], axis=-1)
+    return {"image": tf.constant(image.astype(np.uint8)),
+            "boxes": tf.constant([[0.2, 0.2, 0.4, 0.6]]), "labels": tf.constant([0])}
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_the_teacher_image_is_the_same_view_at_its_own_size(seed):
+    # JPEG left out: its 8x8 blocks cover other pixels at another size.
+    config = augment.Augmentation(warp_prob=0.5, blur_prob=0.5, flip_prob=0.5)
+    alone = augment.augment(_smooth_image(), tf.constant([seed, 3]), 80, config)
+    out = augment.augment(_smooth_image(), tf.constant([seed, 3]), 80, config, teacher_size=160)
+    for key in ("image", "boxes", "labels", "window"):  # The student's view is untouched.
+        np.testing.assert_array_equal(out[key].numpy(), alone[key].numpy())
+    assert out["teacher_image"].shape == (160, 160, 3)
+    halved = tf.image.resize(out["teacher_image"], [80, 80], antialias=True).numpy()
+    assert np.abs(halved - out["image"].numpy()).mean() < 3.0  # Grey levels of 255.
+
+
+def test_the_teacher_image_is_resampled_from_the_source_not_upscaled():
+    """Detail that the student's size cannot hold survives in the teacher's view."""
+    image = np.zeros((160, 160, 3), np.uint8)
+    image[:, ::2] = 255  # Stripes of one pixel: averaged away at 80 px, kept at 160.
+    example = {"image": tf.constant(image), "boxes": tf.constant([[0.1, 0.1, 0.5, 0.5]]),
+               "labels": tf.constant([0])}
+    config = augment.Augmentation(min_scale=1.0, max_scale=1.0, flip_prob=0.0, **NO_COLOUR)
+    out = augment.augment(example, tf.constant([0, 1]), 80, config, teacher_size=160)
+    assert out["image"].numpy().std() < 5
+    assert out["teacher_image"].numpy().std() > 100

@@ -307,3 +307,17 @@ def test_postprocess_settings_are_the_gin_bindings_over_the_defaults(clean_gin):
     settings = postprocess.postprocess_settings()
     assert settings["score_threshold"] == 0.3 and settings["iou_threshold"] == 0.5
     assert settings["max_detections"] == 100
+
+
+def test_a_layout_at_twice_the_size_one_level_up_has_the_same_anchors():
+    student = anchors_lib.AnchorConfig(min_level=3, max_level=6, anchor_scale=3.0)
+    teacher = anchors_lib.AnchorConfig(min_level=4, max_level=7, anchor_scale=3.0)
+    assert anchors_lib.level_shift(640, 320) == 1 and anchors_lib.level_shift(320, 640) == -1
+    assert anchors_lib.level_shift(512, 320) is None
+    assert anchors_lib.describe_differences(teacher, student, 640, 320) == []
+    np.testing.assert_allclose(anchors_lib.generate_anchors(640, teacher),
+                               anchors_lib.generate_anchors(320, student), atol=1e-6)
+    assert anchors_lib.describe_differences(student, student, 640, 320) == [
+        "min_level: 3 vs 4", "max_level: 6 vs 7",
+        ("image_size: 640 vs 320 (at 2 times the image size, the levels must be +1 from the "
+         "other's)")]

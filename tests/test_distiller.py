@@ -4,6 +4,7 @@ import gin
 import h5py
 import numpy as np
 import pytest
+import tensorflow as tf
 from conftest import TINY_GIN as TINY
 from conftest import tiny_detector as _detector
 from conftest import two_image_batch as _batch
@@ -100,3 +101,59 @@ def test_distillation_run_from_gin_with_a_trained_teacher(tiny_data_dir, tmp_pat
     assert (student_dir / checkpoints.DETECTOR_WEIGHTS).is_file()
     assert (teacher_dir / checkpoints.DETECTOR_WEIGHTS).read_bytes() == teacher_weights
     assert "kl_logits" in model.history.history and "feature_imitation" in model.history.history
+
+
+def _twice_the_size_teacher():
+    """A teacher at 128 px with levels 4-6: the anchors of a 64-px student with levels 3-5."""
+    return _detector(8, "teacher", AnchorConfig(min_level=4, max_level=6, scales_per_octave=1),
+                     image_size=128)
+
+
+def test_a_teacher_at_twice_the_size_one_level_up_is_compared_level_by_level(clean_gin):
+    gin.bind_parameter("feature_imitation.mask", "none")
+    model = Distiller(_detector(4, "student"), _twice_the_size_teacher(),
+                      {"kl_logits": 1.0, "feature_imitation": 1.0})
+    assert model.teacher_image_size == 128
+    batch = _batch()
+    teacher_image = tf.image.resize(batch["image"], [128, 128])
+    features = model.teacher_outputs(teacher_image)["features"]
+    student_features = model.student(batch["image"])["features"]
+    assert sorted(features) == sorted(student_features) == [3, 4, 5]
+    assert all(features[lv].shape[1:3] == student_features[lv].shape[1:3] for lv in features)
+    outputs = model.student(batch["image"])
+    sharp = model.loss_terms({**batch, "teacher_image": teacher_image}, outputs)
+    noise = tf.random.uniform([2, 128, 128, 3], 0, 255, seed=2)
+    other = model.loss_terms({**batch, "teacher_image": noise}, outputs)
+    assert float(sharp["kl_logits"]) != float(other["kl_logits"])  # It reads the teacher's view.
+    before = [v.numpy().copy() for v in model.student.trainable_variables]
+    model.compile(optimizer=train_lib.make_optimizer(total_steps=10, warmup_steps=0))
+    logs = train_step.train_batch(model, {**batch, "teacher_image": teacher_image})
+    assert np.isfinite(float(logs["total"]))
+    assert any(not np.array_equal(a, v.numpy())
+               for a, v in zip(before, model.student.trainable_variables))
+
+
+def test_a_teacher_at_twice_the_size_on_the_same_levels_is_refused_naming_the_levels(clean_gin):
+    teacher = _detector(8, "teacher", AnchorConfig(min_level=3, max_level=5, scales_per_octave=1),
+                        image_size=128)
+    with pytest.raises(IncompatibleTeacherError, match=r"min_level: 3 vs 4.*levels must be \+1"):
+        Distiller(_detector(4, "student"), teacher, {"kl_logits": 1.0})
+
+
+def test_distillation_from_a_teacher_at_twice_the_size_trains_on_its_own_view(
+        tiny_data_dir, tmp_path, clean_gin):
+    teacher_dir, student_dir = tmp_path / "teacher", tmp_path / "student"
+    data = [f"input_pipeline.data_dir = '{tiny_data_dir}'", "train.summary_images = 0",
+            "input_pipeline.batch_size = 4"]
+    config.parse_gin([TINY], [*data, "train.steps = 2", "AnchorConfig.min_level = 4",
+                              "AnchorConfig.max_level = 6"])
+    train_lib.train(str(teacher_dir))
+    gin.clear_config()
+    config.parse_gin([TINY], [
+        *data, "train.steps = 4", "DetectorConfig.image_size = 64",
+        "train.distillation = @DistillerConfig()", f"DistillerConfig.teacher_dir = '{teacher_dir}'",
+        "DistillerConfig.losses = {'kl_logits': 1.0, 'feature_imitation': 1.0}"])
+    model = train_lib.train(str(student_dir))
+    assert model.teacher.image_size == 128 and model.student.image_size == 64
+    assert np.isfinite(model.history.history["kl_logits"][-1])
+    assert (student_dir / checkpoints.DETECTOR_WEIGHTS).is_file()

@@ -20,11 +20,11 @@ from kdod.distill.distiller import DistillerConfig, build_distiller
 KL_AND_FEATURES = "DistillerConfig.losses = {'kl_logits': 1.0, 'feature_imitation': 1.0}"
 
 
-def _untrained_teacher(folder, data_dir: str, seed: int) -> str:
+def _untrained_teacher(folder, data_dir: str, seed: int, *bindings: str) -> str:
     """A kdod run folder holding a tiny teacher (wider neck than the student: adapters)."""
     gin.clear_config()
     config.parse_gin([TINY_GIN], [f"input_pipeline.data_dir = '{data_dir}'",
-                                  "fpn_lite.filters = 48"])
+                                  "fpn_lite.filters = 48", *bindings])
     keras.utils.set_random_seed(seed)
     checkpoints.save_detector(Detector(DetectorConfig()), folder)
     config.write_operative_config(folder)
@@ -153,3 +153,27 @@ def test_cache_teacher_help_lists_its_flags():
     assert "Traceback" not in result.stderr, result.stderr[-2000:]  # absl's --help exits 1.
     for flag in ("--output", "--teacher_dir", "--examples", "--seed", "--gin_file"):
         assert flag in result.stdout
+
+
+def test_a_cache_of_a_teacher_at_twice_the_size_replays_the_online_run(tiny_data_dir, tmp_path,
+                                                                       clean_gin):
+    """The teacher at 256 px (levels 4-6) sees its own view of each example in both runs; its
+    features are cached under the student's levels (3-5) they match."""
+    teacher = _untrained_teacher(tmp_path / "teacher", tiny_data_dir, 0,
+                                 "DetectorConfig.image_size = 256", "AnchorConfig.min_level = 4",
+                                 "AnchorConfig.max_level = 6")
+    steps = ("train.steps = 2", "train.checkpoint_every = 1")
+    _recipe(tiny_data_dir, teacher, *steps)
+    online = train_lib.train(str(tmp_path / "online"))
+    manifest = make_cache(tmp_path / "cache", verbose=False)
+    assert manifest["teacher_outputs"] == ["teacher/cls_logits", "teacher/features/3",
+                                           "teacher/features/4", "teacher/features/5"]
+    first = next(iter(cache.cached_examples(tmp_path / "cache")))
+    assert first["image"].shape == (128, 128, 3)
+    assert first["teacher/features/3"].shape == (16, 16, 48)
+    _recipe(tiny_data_dir, teacher, *steps,
+            f"DistillerConfig.teacher_cache = '{tmp_path / 'cache'}'")
+    cached = train_lib.train(str(tmp_path / "cached"))
+    for name in ("kl_logits", "feature_imitation"):
+        assert cached.history.history[name] == pytest.approx(online.history.history[name],
+                                                             rel=1e-2, abs=1e-6), name

@@ -17,6 +17,7 @@ fixed seed yields the same augmentations however many threads run it.
 from __future__ import annotations
 
 import dataclasses
+import math
 
 import gin
 import tensorflow as tf
@@ -92,9 +93,10 @@ def keep_visible(boxes: tf.Tensor, labels: tf.Tensor, size: int, min_visible: fl
     return tf.boolean_mask(clipped, keep), tf.boolean_mask(labels, keep)
 
 
-def flip_left_right(image: tf.Tensor, boxes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+def flip_boxes(boxes: tf.Tensor) -> tf.Tensor:
+    """Normalized boxes of the left-right mirrored image."""
     ymin, xmin, ymax, xmax = tf.unstack(boxes, axis=1)
-    return tf.image.flip_left_right(image), tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=1)
+    return tf.stack([ymin, 1.0 - xmax, ymax, 1.0 - xmin], axis=1)
 
 
 def jitter_colour(image: tf.Tensor, seed: tf.Tensor, config: Augmentation) -> tf.Tensor:
@@ -127,14 +129,19 @@ def gaussian_blur(image: tf.Tensor, sigma: tf.Tensor, radius: int = 4) -> tf.Ten
     return tf.nn.depthwise_conv2d(blurred, columns, [1, 1, 1, 1], "VALID")[0]
 
 
-def degrade(image: tf.Tensor, seed: tf.Tensor, config: Augmentation) -> tf.Tensor:
-    """Blur and JPEG re-compression of a [0, 255] float image, each with its probability."""
+def degrade(image: tf.Tensor, seed: tf.Tensor, config: Augmentation,
+            zoom: float = 1.0) -> tf.Tensor:
+    """Blur and JPEG re-compression of a [0, 255] float image, each with its probability.
+
+    `zoom`: the image's size over the size the blur is drawn for (a teacher's image of the
+    same view at twice the size is blurred twice as wide)."""
     blur_seed, sigma_seed, jpeg_seed, quality_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, 4))
     if config.blur_prob:
-        sigma = tf.random.stateless_uniform([], sigma_seed, 0.3, config.max_blur_sigma)
+        sigma = zoom * tf.random.stateless_uniform([], sigma_seed, 0.3, config.max_blur_sigma)
         blur = tf.random.stateless_uniform([], blur_seed) < config.blur_prob
-        image = tf.cond(blur, lambda: gaussian_blur(image, sigma), lambda: image)
+        radius = math.ceil(4 * zoom)
+        image = tf.cond(blur, lambda: gaussian_blur(image, sigma, radius), lambda: image)
     if config.jpeg_prob:
         jpeg = tf.random.stateless_uniform([], jpeg_seed) < config.jpeg_prob
         image = tf.cond(jpeg, lambda: 255.0 * tf.image.stateless_random_jpeg_quality(
@@ -178,31 +185,53 @@ def warp(image: tf.Tensor, boxes: tf.Tensor, matrix: tf.Tensor) -> tuple[tf.Tens
     return warped, around / scale
 
 
-def augment(example: dict, seed: tf.Tensor, size: int, config: Augmentation) -> dict:
+def augment(example: dict, seed: tf.Tensor, size: int, config: Augmentation,
+            teacher_size: int | None = None) -> dict:
     """Random zoom/crop/pad, tilt, flip, colour jitter and camera degradations; boxes follow
-    the pixels."""
+    the pixels.
+
+    With `teacher_size`, also "teacher_image": the same view of the source image with the same
+    random draws at `teacher_size` (for a teacher of another input size), its own resampling of
+    the source, not an upscaled copy of "image"; the boxes, normalized, are those of both."""
     window_seed, flip_seed, colour_seed = tf.unstack(
         tf.random.experimental.stateless_split(seed, 3))
     # Folded in, not split: the seeds of the other stages stay what they were before these.
     degrade_seed = tf.random.experimental.stateless_fold_in(seed, 3)
-    warp_seed = tf.random.experimental.stateless_fold_in(seed, 4)
+    tilt_seed, apply_seed = tf.unstack(tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(seed, 4), 2))
     image_hw = tf.shape(example["image"])[:2]
     window = random_window(image_hw, window_seed, config.min_scale, config.max_scale)
-    image = geometry.crop_resize(example["image"], window, size)
     boxes = geometry.to_window_boxes(example["boxes"], image_hw, window)
-    if config.warp_prob:
-        tilt_seed, apply_seed = tf.unstack(tf.random.experimental.stateless_split(warp_seed, 2))
-        matrix = random_tilt(tilt_seed, size, config.max_rotation, config.max_perspective)
-        image, boxes = tf.cond(tf.random.stateless_uniform([], apply_seed) < config.warp_prob,
-                               lambda: warp(image, boxes, matrix), lambda: (image, boxes))
+    tilt = bool(config.warp_prob) and (
+        tf.random.stateless_uniform([], apply_seed) < config.warp_prob)
+    flip = bool(config.flip_prob) and tf.random.stateless_uniform([], flip_seed) < config.flip_prob
+
+    def view(out_size: int, boxes: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """The augmented image at `out_size` and the boxes warped with it (before the flip)."""
+        image = geometry.crop_resize(example["image"], window, out_size)
+        if config.warp_prob:
+            # random_tilt at another size is the same tilt, conjugated by the zoom.
+            matrix = random_tilt(tilt_seed, out_size, config.max_rotation, config.max_perspective)
+            image, boxes = tf.cond(tilt, lambda: warp(image, boxes, matrix),
+                                   lambda: (image, boxes))
+        return image, boxes
+
+    def finish(image: tf.Tensor, out_size: int) -> tf.Tensor:
+        if config.flip_prob:
+            image = tf.cond(flip, lambda: tf.image.flip_left_right(image), lambda: image)
+        return degrade(jitter_colour(image, colour_seed, config), degrade_seed, config,
+                       zoom=out_size / size)
+
+    image, boxes = view(size, boxes)
     boxes, labels = keep_visible(boxes, example["labels"], size, config.min_visible,
                                  config.min_size)
     if config.flip_prob:
-        flip = tf.random.stateless_uniform([], flip_seed) < config.flip_prob
-        image, boxes = tf.cond(flip, lambda: flip_left_right(image, boxes),
-                               lambda: (image, boxes))
-    image = degrade(jitter_colour(image, colour_seed, config), degrade_seed, config)
-    return {**example, "image": image, "boxes": boxes, "labels": labels, "window": window}
+        boxes = tf.cond(flip, lambda: flip_boxes(boxes), lambda: boxes)
+    augmented = {**example, "image": finish(image, size), "boxes": boxes, "labels": labels,
+                 "window": window}
+    if teacher_size:
+        augmented["teacher_image"] = finish(view(teacher_size, boxes)[0], teacher_size)
+    return augmented
 
 
 def letterbox(example: dict, size: int) -> dict:

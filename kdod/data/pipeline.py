@@ -16,6 +16,7 @@ A batch is a dict:
     filename       string [B]
     original_size  int32 [B, 2]       source image height, width
     window         float32 [B, 4]     source pixels shown in the S x S image: y0, x0, y1, x1
+    teacher_image  uint8 [B, T, T, 3] training with teacher_image_size = T: the same view at T
 """
 
 from __future__ import annotations
@@ -152,9 +153,11 @@ def pad_boxes(example: dict, max_boxes: int) -> dict:
         f"{max_boxes}; raise it in gin.")
     with tf.control_dependencies([check]):
         padding = max_boxes - num
+    images = {key: tf.cast(tf.round(example[key]), tf.uint8)
+              for key in ("image", "teacher_image") if key in example}
     return {
         **example,
-        "image": tf.cast(tf.round(example["image"]), tf.uint8),
+        **images,
         "boxes": tf.pad(example["boxes"], [[0, padding], [0, 0]]),
         "labels": tf.pad(example["labels"], [[0, padding]], constant_values=-1),
         "num_boxes": num,
@@ -175,6 +178,7 @@ def input_pipeline(
     split: str | None = None,
     input_context: tf.distribute.InputContext | None = None,
     teacher_cache: str | None = None,
+    teacher_image_size: int | None = None,
 ) -> tf.data.Dataset:
     """Batches for training (shuffled, augmented, repeated) or evaluation (letterboxed, once).
 
@@ -188,8 +192,13 @@ def input_pipeline(
     `teacher_cache` (a folder of kdod.data.cache, for training) replaces the sources: its
     examples, augmented and shuffled when the cache was made, come in their stored order with
     the teacher's outputs on them.
+
+    `teacher_image_size` (training, for a teacher of another input size) adds each augmented
+    example's view at that size as "teacher_image" (kdod.data.augment.augment).
     """
     _check_settings(sources, image_size, batch_size, max_boxes, shuffle_buffer)
+    if teacher_image_size is not None:
+        config.check_integer("input_pipeline.teacher_image_size", teacher_image_size)
     shards = input_context.num_input_pipelines if input_context else 1
     # Sharding after reading needs the files in the same order on every worker.
     datasets = ([_shard(cache.cached_examples(teacher_cache), input_context)] if teacher_cache
@@ -210,7 +219,8 @@ def input_pipeline(
         dataset = mix(datasets, [w for _, _, w in sources], seed).repeat()
         seeds = tf.data.Dataset.random(seed=seed).batch(2)
         dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            lambda example, s: augment_lib.augment(example, s, image_size, augmentation),
+            lambda example, s: augment_lib.augment(example, s, image_size, augmentation,
+                                                   teacher_image_size),
             num_parallel_calls=AUTOTUNE)
     else:
         dataset = datasets[0]

@@ -108,12 +108,39 @@ def generate_anchors(image_size: int, config: AnchorConfig) -> tf.Tensor:
     return tf.constant(boxes, dtype=tf.float32)
 
 
+def level_shift(size_a: int, size_b: int) -> int | None:
+    """k where size_a = size_b * 2**k (an integer, possibly negative or 0), else None.
+
+    Layout a with levels shifted by k from layout b, the same anchor settings otherwise, has
+    b's anchors exactly (normalized): a level's grid and anchor sizes follow its stride over the
+    image size, and 2**(level + k) / (size_b * 2**k) = 2**level / size_b."""
+    octaves = math.log2(size_a / size_b)
+    k = round(octaves)
+    return k if size_b * 2.0**k == size_a else None
+
+
 def describe_differences(a: AnchorConfig, b: AnchorConfig, size_a: int,
                          size_b: int) -> list[str]:
-    """Settings in which two anchor layouts differ, as "name: a vs b"; empty when identical."""
-    differences = [] if size_a == size_b else [f"image_size: {size_a} vs {size_b}"]
+    """Settings in which two anchor layouts differ, as "name: a vs b"; empty when their anchors
+    are the same boxes: the same settings and image size, or an image size 2**k times b's with
+    levels k above b's (`level_shift`)."""
+    shift = level_shift(size_a, size_b)
+    if shift is None:
+        return [f"image_size: {size_a} vs {size_b}"] + _setting_differences(a, b, {})
+    expected = {"min_level": b.min_level + shift, "max_level": b.max_level + shift}
+    differences = _setting_differences(a, b, expected)
+    if shift and differences:
+        differences.append(f"image_size: {size_a} vs {size_b} (at {2**shift} times the image "
+                           f"size, the levels must be {shift:+d} from the other's)")
+    return differences
+
+
+def _setting_differences(a: AnchorConfig, b: AnchorConfig, expected: dict) -> list[str]:
+    """Fields of `a` that are not `b`'s, or not `expected[name]` where given."""
+    differences = []
     for field in dataclasses.fields(AnchorConfig):
-        value_a, value_b = getattr(a, field.name), getattr(b, field.name)
+        value_a = getattr(a, field.name)
+        value_b = expected.get(field.name, getattr(b, field.name))
         if value_a != value_b:
             differences.append(f"{field.name}: {value_a} vs {value_b}")
     return differences

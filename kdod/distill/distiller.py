@@ -101,15 +101,28 @@ class Distiller(keras.Model):
             adapters.extend(getattr(loss, "adapters", []))
         return adapters
 
-    def teacher_outputs(self, images: tf.Tensor) -> dict:
-        """The teacher in inference mode on images resized to its own input size.
+    @property
+    def teacher_image_size(self) -> int | None:
+        """The teacher's own input size where it is not the student's (None: the same, or an
+        exported teacher, which resizes its input itself). Training pipelines then give the
+        teacher its own view of each example ("teacher_image")."""
+        size = self.teacher.image_size
+        return None if size in (None, self.image_size) else size
 
-        An exported teacher (image_size None) resizes its input itself.
-        """
-        if self.teacher.image_size not in (None, self.image_size):
-            images = tf.image.resize(tf.cast(images, tf.float32),
-                                     [self.teacher.image_size, self.teacher.image_size])
-        return tf.nest.map_structure(tf.stop_gradient, self.teacher(images, training=False))
+    def teacher_outputs(self, images: tf.Tensor) -> dict:
+        """The teacher in inference mode on `images`, resized to its input size if they are not
+        (a teacher_image is; a resized student image has lost the detail the teacher's size is
+        for). A teacher at 2**k times the student's size with levels k above the student's
+        (anchors.level_shift) has its feature levels renamed to the student's they match."""
+        size = self.teacher_image_size
+        if size and images.shape[1] != size:
+            images = tf.image.resize(tf.cast(images, tf.float32), [size, size])
+        outputs = self.teacher(images, training=False)
+        shift = size and anchors_lib.level_shift(size, self.image_size)
+        if shift and "features" in outputs:
+            outputs = {**outputs, "features": {level - shift: features for level, features
+                                               in outputs["features"].items()}}
+        return tf.nest.map_structure(tf.stop_gradient, outputs)
 
     def call(self, images, training: bool = False) -> dict:
         return self.student(images, training=training)
@@ -122,7 +135,7 @@ class Distiller(keras.Model):
         targets = self.student.targets(batch)
         terms = self.student.loss_terms(batch, outputs, targets)
         teacher_out = (cache.teacher_outputs(batch) if self.reads_cache
-                       else self.teacher_outputs(batch["image"]))
+                       else self.teacher_outputs(batch.get("teacher_image", batch["image"])))
         loss_batch = {**batch, "targets": targets, "student_anchors": self.student.anchors,
                       "teacher_anchors": self.teacher.anchors}
         total = terms["total"]
