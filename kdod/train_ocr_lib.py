@@ -51,6 +51,28 @@ def ctc_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     return keras.losses.ctc(labels, logits)
 
 
+RULED_OUT = 1e4  # subtracted from the character logits of a run the crop's layout rules out
+
+
+def layout_ctc_loss(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+    """CTC per crop with each run of a two-line network (`kdod.ocr.recognizer`) held to the
+    crop's layout: targets are the labels with the layout appended (1 two-line, 0 one-line,
+    `crop_sets.UNKNOWN_LAYOUT`). The run the layout rules out (the halves' on a one-line plate,
+    the whole crop's on a two-line one) may only be blank in CTC's alignment and is taught blank
+    (the sum of its frames' -log p(blank)); an unknown layout is aligned over all frames.
+    Aligned freely, the network read a one-line plate's last characters from the halves' run
+    (the bottom half's right end) and the rest from the whole run: 0.2% exact after 8000 steps.
+    """
+    labels, layout = tf.cast(targets[:, :-1], tf.int32), targets[:, -1:]
+    frames = logits.shape[1]
+    in_halves = tf.range(frames)[None] >= frames // 3  # [1, T]: the whole run is a third.
+    ruled_out = tf.cast((in_halves & (layout == 0)) | (~in_halves & (layout == 1)), tf.float32)
+    characters = tf.one_hot(0, logits.shape[-1], on_value=0.0, off_value=1.0)  # 0 is the blank.
+    held = logits - RULED_OUT * ruled_out[..., None] * characters
+    not_blank = -tf.nn.log_softmax(logits)[..., 0] * ruled_out
+    return keras.losses.ctc(labels, held) + tf.reduce_sum(not_blank, axis=1)
+
+
 def layout_loss(two_line: tf.Tensor, gate: tf.Tensor) -> tf.Tensor:
     """Binary cross-entropy per crop of the layout gate against whether the crop is a two-line
     plate; 0 where the layout is unknown (`crop_sets.UNKNOWN_LAYOUT`, a user's crops)."""
@@ -114,9 +136,13 @@ def augment(images: tf.Tensor, max_shift: int = 4) -> tf.Tensor:
 def training_data(sets: list[tuple[crop_sets.CropSet, float]], batch_size: int,
                   seed: int, layouts: bool = False) -> tf.data.Dataset:
     """Endless augmented batches (images float32, labels) drawn from `sets` by weight; with
-    `layouts`, the targets are {"logits": labels, "two_line": layout} (`training_model`)."""
+    `layouts`, the targets are {"logits": labels and layout (`layout_ctc_loss`), "two_line":
+    layout} (`training_model`)."""
     def targets(crops: crop_sets.CropSet):
-        return {"logits": crops.labels, "two_line": crops.two_line} if layouts else crops.labels
+        if not layouts:
+            return crops.labels
+        labelled = np.concatenate([crops.labels, crops.two_line[:, None]], axis=1)
+        return {"logits": labelled.astype(np.float32), "two_line": crops.two_line}
 
     streams = [tf.data.Dataset.from_tensor_slices((crops.images, targets(crops)))
                .shuffle(len(crops), seed=seed + index, reshuffle_each_iteration=True).repeat()
@@ -264,7 +290,8 @@ def train_ocr(model_dir: str, steps: int = 10000, batch_size: int = 64,
     model = training_model(build_recognizer(recognizer))
     gated = _has_gate(model)
     model.compile(optimizer=make_optimizer(total_steps=steps),
-                  loss={"logits": ctc_loss, "two_line": layout_loss} if gated else ctc_loss,
+                  loss={"logits": layout_ctc_loss, "two_line": layout_loss} if gated
+                  else ctc_loss,
                   loss_weights={"logits": 1.0, "two_line": layout_weight} if gated else None,
                   jit_compile=False)
     model.optimizer.build(model.trainable_variables)

@@ -9,6 +9,7 @@ import gin
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from PIL import Image
 
 from kdod import checkpoints, config, registry
@@ -117,6 +118,37 @@ def test_layout_loss_is_the_cross_entropy_of_known_layouts_and_nothing_for_unkno
     gate = np.array([[0.8], [0.25], [0.5]], np.float32)
     np.testing.assert_allclose(layout_loss(two_line, gate), [-math.log(0.8), -math.log(0.75), 0],
                                rtol=1e-5)
+
+
+def test_layout_ctc_holds_each_run_to_the_crops_layout_on_a_hand_counted_case():
+    """Three frames (the whole run's one, the halves' two), uniform logits over C classes and the
+    label "A": aligned freely, 6 of the C^3 paths read "A" (A--, -A-, --A, AA-, -AA, AAA); held
+    to one line, only A in frame 0 (then p(blank) is taught in frames 1 and 2); held to two
+    lines, 3 paths in frames 1-2 (A-, -A, AA) and frame 0 taught blank."""
+    from kdod.train_ocr_lib import layout_ctc_loss
+
+    classes = ctc.NUM_CLASSES
+    label = ctc.encode("A")
+    targets = np.stack([np.append(label, layout).astype(np.float32)
+                        for layout in (crop_sets.UNKNOWN_LAYOUT, 0, 1)])
+    loss = layout_ctc_loss(targets, np.zeros((3, 3, classes), np.float32))
+    log_c = math.log(classes)
+    np.testing.assert_allclose(loss, [3 * log_c - math.log(6), 3 * log_c, 3 * log_c - math.log(3)],
+                               rtol=1e-5)
+
+
+def test_layout_ctc_teaches_the_ruled_out_run_blank():
+    from kdod.train_ocr_lib import layout_ctc_loss
+
+    logits = tf.Variable(np.random.default_rng(0).normal(size=(1, 6, ctc.NUM_CLASSES)),
+                         dtype=tf.float32)
+    targets = np.append(ctc.encode("AB"), 0).astype(np.float32)[None]
+    for _ in range(200):
+        with tf.GradientTape() as tape:
+            loss = layout_ctc_loss(targets, logits)
+        logits.assign_sub(0.5 * tape.gradient(loss, logits))
+    assert ctc.greedy_decode(logits.numpy()[0, :2])[0] == "AB"
+    assert ctc.greedy_decode(logits.numpy()[0, 2:])[0] == ""
 
 
 def test_the_layout_gate_is_taught_which_plates_are_two_line():
