@@ -13,8 +13,9 @@ whole run by the rest: the top half of a one-line US plate holds its state name,
 read as nothing. Training teaches the gate each rendered crop's layout
 (`kdod.train_ocr_lib.training_model`); taught by CTC alone it said one-line for every plate.
 CTC is held to the layout too (`kdod.train_ocr_lib.layout_ctc_loss`): aligned freely over
-both runs, one-line plates were read half from each. Halves cut from the CNN's features (6 rows of a 48-pixel crop), not from the image, read
-two-line plates 7.4% exact after 8000 steps: each half's features see most of the other line.
+both runs, one-line plates were read half from each. Halves cut from the CNN's features
+(6 rows of a 48-pixel crop), not from the image, read two-line plates 7.4% exact after 8000
+steps: each half's features see most of the other line.
 A global context vector (the mean again) is added to every frame, so each frame knows which
 kind of plate it is in.
 """
