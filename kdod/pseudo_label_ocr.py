@@ -10,8 +10,11 @@ reads it with each engine and keeps a reading as the crop's label where at least
 engines read the same text, or else where one engine read a valid plate text with a score of at
 least --min_score. Writes <output>/crops/*.png, labels.csv (the kept crops, the filename,
 plate_text CSV that train_ocr.text_csv reads), readings.csv (every crop: each engine's text and
-score, the kept text, the reason) and summary.json. Pseudo-label the training split only: crops
-of the images a recognizer is measured on must not train it.
+score, the kept text, the reason), summary.json and, with rapidocr among the engines,
+soft_labels.npz (RapidOCR's distribution over A-Z0-9 of each kept character, where its reading
+of a row holds the label: what train_ocr.soft_labels distils, kdod/ocr/soft_labels.py).
+Pseudo-label the training split only: crops of the images a recognizer is measured on must not
+train it.
 """
 
 from __future__ import annotations
@@ -58,18 +61,25 @@ def main(argv: list[str]) -> None:
             "--output=runs/pseudo_real")
     config.check_output_folder("--output", given.output)
     config.parse_flags_gin()  # e.g. --gin_param="easyocr.model_dir='/weights'"
-    from kdod.ocr import pseudo_labels  # After flag parsing: TensorFlow loads slowly.
+    from kdod import files  # After flag parsing: TensorFlow loads slowly.
+    from kdod.ocr import pseudo_labels, soft_labels
 
     engines = pseudo_labels.build_engines(given.engines, given.formats)
     summary = pseudo_labels.pseudo_label(
         given.source, given.split, engines, given.output, min_agree=given.min_agree,
         min_score=given.min_score, max_images=given.max_images, data_dir=given.data_dir)
+    if "rapidocr" in engines:  # its CTC frames give each kept character's distribution
+        summary.update(soft_labels.write_soft_labels(given.output, engines["rapidocr"]))
+        files.write_json(Path(given.output) / "summary.json", summary)
     kept, left_out = summary["kept"], summary["left_out"]
     print(f"{sum(kept.values())} of {summary['plates']} plates of {summary['images']} images "
           f"labelled ({kept['agree']} by agreement, {kept['confident']} by confidence; "
           f"{left_out['disagree']} disagreed, {left_out['empty']} unread); "
           f"{sum(summary['skipped_boxes'].values())} boxes skipped. "
-          f"Train on {Path(given.output) / 'labels.csv'} (train_ocr.text_csv).")
+          f"Train on {Path(given.output) / 'labels.csv'} (train_ocr.text_csv)"
+          + (f", with {summary['soft_labelled']} soft labels in "
+             f"{Path(given.output) / soft_labels.SOFT_LABELS_FILE} (train_ocr.soft_labels)."
+             if "soft_labelled" in summary else "."))
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from kdod import checkpoints, config
 from kdod.export_lib import convert_recognizer_tflite
 from kdod.files import write_json
 from kdod.metrics.text import TextMetrics
-from kdod.ocr import crop_sets, plate_ctc
+from kdod.ocr import crop_sets, ctc, plate_ctc, soft_labels
 from kdod.ocr.recognizer import RecognizerConfig, build_recognizer
 from kdod.train_lib import CheckpointAndGuard, make_optimizer
 from tfds_builders.synthetic_plates.crops import CropConfig
@@ -48,7 +48,22 @@ TRAIN_COMMAND = "python -m kdod.train_ocr --gin_file=gin/ocr/plate_ctc.gin --mod
 
 def ctc_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
     """CTC per crop; labels are class ids padded with the blank 0 (`kdod.ocr.ctc`)."""
-    return keras.losses.ctc(labels, logits)
+    return keras.losses.ctc(tf.cast(labels, tf.int32), logits)
+
+
+SOFT_WIDTH = ctc.MAX_LABEL_LENGTH * soft_labels.CLASSES  # soft labels at the targets' end
+
+
+def with_soft_labels(loss, weight: float):
+    """`loss` on targets whose last SOFT_WIDTH values are each crop's soft labels, plus
+    `weight` times `soft_labels.soft_label_loss` on them (0 for crops without)."""
+    def loss_with_soft_labels(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
+        hard = targets[:, :-SOFT_WIDTH]
+        soft = tf.reshape(targets[:, -SOFT_WIDTH:], [-1, ctc.MAX_LABEL_LENGTH,
+                                                     soft_labels.CLASSES])
+        return loss(hard, logits) + weight * soft_labels.soft_label_loss(
+            hard[:, :ctc.MAX_LABEL_LENGTH], soft, logits)
+    return loss_with_soft_labels
 
 
 RULED_OUT = 1e4  # subtracted from the character logits of a run the crop's layout rules out
@@ -134,15 +149,19 @@ def augment(images: tf.Tensor, max_shift: int = 4) -> tf.Tensor:
 
 
 def training_data(sets: list[tuple[crop_sets.CropSet, float]], batch_size: int,
-                  seed: int, layouts: bool = False) -> tf.data.Dataset:
+                  seed: int, layouts: bool = False, soft: bool = False) -> tf.data.Dataset:
     """Endless augmented batches (images float32, labels) drawn from `sets` by weight; with
     `layouts`, the targets are {"logits": labels and layout (`layout_ctc_loss`), "two_line":
-    layout} (`training_model`)."""
+    layout} (`training_model`); with `soft`, the logits' targets end with the soft labels
+    (`with_soft_labels`; 0 for a set without)."""
     def targets(crops: crop_sets.CropSet):
-        if not layouts:
-            return crops.labels
-        labelled = np.concatenate([crops.labels, crops.two_line[:, None]], axis=1)
-        return {"logits": labelled.astype(np.float32), "two_line": crops.two_line}
+        parts = [crops.labels, *([crops.two_line[:, None]] if layouts else [])]
+        if soft:
+            parts.append(np.zeros((len(crops), SOFT_WIDTH)) if crops.soft is None
+                         else crops.soft.reshape(len(crops), SOFT_WIDTH))
+        labelled = np.concatenate(parts, axis=1).astype(np.float32) if len(parts) > 1 \
+            else crops.labels
+        return {"logits": labelled, "two_line": crops.two_line} if layouts else labelled
 
     streams = [tf.data.Dataset.from_tensor_slices((crops.images, targets(crops)))
                .shuffle(len(crops), seed=seed + index, reshuffle_each_iteration=True).repeat()
@@ -203,12 +222,23 @@ def evaluate_export(model_dir: str | Path, seed: int, count: int, crop_config: C
 
 
 def split_csv(text_csv: str, holdout: float, seed: int, bad_text: str
-              ) -> tuple[list[tuple[np.ndarray, str]], list[tuple[np.ndarray, str]]]:
-    """The user's crops (train, held out): a random `holdout` share kept for measuring."""
-    pairs = list(zip(*crop_sets.read_crop_csv(text_csv, bad_text)))
-    order = np.random.default_rng(seed).permutation(len(pairs))
-    kept = round(holdout * len(pairs))
-    return [pairs[i] for i in order[kept:]], [pairs[i] for i in order[:kept]]
+              ) -> tuple[list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """The rows (image path, text) of the user's crops (train, held out): a random `holdout`
+    share kept for measuring."""
+    rows = crop_sets.read_csv_rows(text_csv, bad_text)
+    order = np.random.default_rng(seed).permutation(len(rows))
+    kept = round(holdout * len(rows))
+    return [rows[i] for i in order[kept:]], [rows[i] for i in order[:kept]]
+
+
+def users_set(text_csv: str, rows: list[tuple[Path, str]], recognizer: RecognizerConfig,
+              soft_labels_file: str | None) -> crop_sets.CropSet:
+    """The user's training crops fitted to the recognizer, with their soft labels if given."""
+    users = crop_sets.fitted_set([crop_sets.load_crop(path) for path, _ in rows],
+                                 [text for _, text in rows], recognizer.height, recognizer.width)
+    if soft_labels_file:
+        users.soft = soft_labels.read_soft_labels(soft_labels_file, rows, Path(text_csv).parent)
+    return users
 
 
 def save_recognizer(model: keras.Model, model_dir: str | Path) -> Path:
@@ -241,6 +271,7 @@ def train_ocr(model_dir: str, steps: int = 10000, batch_size: int = 64,
               recognizer: RecognizerConfig | None = None, text_csv: str | None = None,
               csv_share: float = 0.5, csv_holdout: float = 0.1, bad_text: str = "skip",
               init_from: str | None = None, eval_crops: int = 500, layout_weight: float = 1.0,
+              soft_labels: str | None = None, soft_label_weight: float = 1.0,
               quantize: str = "float32", deterministic: bool = False) -> keras.Model:
     """Trains the recognizer for `steps` steps (see the module docstring); returns it.
 
@@ -248,6 +279,9 @@ def train_ocr(model_dir: str, steps: int = 10000, batch_size: int = 64,
     then `crops` may be 0), a `csv_holdout` share kept out to measure. `init_from`: a trained
     run whose recognizer starts this one (fine-tuning), when this run starts afresh.
     `layout_weight`: the layout gate's loss (`training_model`) beside CTC's.
+    `soft_labels`: a teacher's per-character soft labels of the text_csv crops (the
+    soft_labels.npz `kdod.pseudo_label_ocr` writes beside its labels.csv), distilled with
+    `soft_label_weight` beside CTC (`kdod.ocr.soft_labels`).
     `deterministic`: the same seed gives the same weights (TensorFlow's op determinism, for
     the whole process: threaded reductions and tf.data's random augmentation run in a fixed
     order, a little slower).
@@ -261,6 +295,10 @@ def train_ocr(model_dir: str, steps: int = 10000, batch_size: int = 64,
     config.check_number("train_ocr.csv_share", csv_share, above=0, at_most=1)
     config.check_number("train_ocr.csv_holdout", csv_holdout, at_least=0, below=1)
     config.check_number("train_ocr.layout_weight", layout_weight, at_least=0)
+    config.check_number("train_ocr.soft_label_weight", soft_label_weight, above=0)
+    if soft_labels and not text_csv:
+        raise config.ConfigError("train_ocr.soft_labels are labels of the train_ocr.text_csv "
+                                 "crops: give the CSV they were written for.")
     if not crops and not (text_csv and csv_share == 1.0):
         raise config.ConfigError("train_ocr.crops = 0 leaves no training data: give a positive "
                                  "count, or train_ocr.text_csv with train_ocr.csv_share = 1.0.")
@@ -273,12 +311,12 @@ def train_ocr(model_dir: str, steps: int = 10000, batch_size: int = 64,
 
     sets, holdout = [], None
     if text_csv:
-        train_pairs, holdout = split_csv(text_csv, csv_holdout, seed, bad_text)
-        if not train_pairs:
+        train_rows, holdout_rows = split_csv(text_csv, csv_holdout, seed, bad_text)
+        if not train_rows:
             raise config.ConfigError(f"train_ocr.text_csv = {text_csv!r}: no crops left to train "
                                      f"on after holding out {csv_holdout:.0%}.")
-        users = crop_sets.fitted_set(*map(list, zip(*train_pairs)), recognizer.height,
-                                     recognizer.width)
+        users = users_set(text_csv, train_rows, recognizer, soft_labels)
+        holdout = [(crop_sets.load_crop(path), text) for path, text in holdout_rows]
         logging.info("%d crops from %s for training, %d held out.", len(users), text_csv,
                      len(holdout))
         sets.append((users, csv_share))
@@ -289,9 +327,11 @@ def train_ocr(model_dir: str, steps: int = 10000, batch_size: int = 64,
 
     model = training_model(build_recognizer(recognizer))
     gated = _has_gate(model)
+    text_loss = layout_ctc_loss if gated else ctc_loss
+    if soft_labels:
+        text_loss = with_soft_labels(text_loss, soft_label_weight)
     model.compile(optimizer=make_optimizer(total_steps=steps),
-                  loss={"logits": layout_ctc_loss, "two_line": layout_loss} if gated
-                  else ctc_loss,
+                  loss={"logits": text_loss, "two_line": layout_loss} if gated else text_loss,
                   loss_weights={"logits": 1.0, "two_line": layout_weight} if gated else None,
                   jit_compile=False)
     model.optimizer.build(model.trainable_variables)
@@ -302,8 +342,8 @@ def train_ocr(model_dir: str, steps: int = 10000, batch_size: int = 64,
     if start < steps:
         if start:
             logging.info("Resuming from step %d.", start)
-        _fit(model, training_data(sets, batch_size, seed, gated), model_dir, start, steps,
-             checkpoint_every, keep_checkpoints, log_every)
+        _fit(model, training_data(sets, batch_size, seed, gated, bool(soft_labels)), model_dir,
+             start, steps, checkpoint_every, keep_checkpoints, log_every)
     save_recognizer(model, model_dir)
     logging.info("Exported %s", write_export(_network(model), model_dir, quantize))
     if eval_crops:

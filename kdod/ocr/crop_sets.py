@@ -47,13 +47,15 @@ UNKNOWN_LAYOUT = -1.0  # two_line target of a crop whose layout no one knows (a 
 
 @dataclasses.dataclass
 class CropSet:
-    """Crops fitted to the recognizer's input, their labels and texts, and whether each is a
-    two-line plate (1.0, 0.0, or UNKNOWN_LAYOUT: the default)."""
+    """Crops fitted to the recognizer's input, their labels and texts, whether each is a
+    two-line plate (1.0, 0.0, or UNKNOWN_LAYOUT: the default) and a teacher's per-character
+    soft labels (`soft_labels`; None: none)."""
 
     images: np.ndarray  # uint8 [N, H, W, 3]
     labels: np.ndarray  # int32 [N, ctc.MAX_LABEL_LENGTH]
     texts: list[str]
     two_line: np.ndarray | None = None  # float32 [N]
+    soft: np.ndarray | None = None  # float32 [N, ctc.MAX_LABEL_LENGTH, A-Z0-9]
 
     def __post_init__(self):
         if self.two_line is None:

@@ -46,6 +46,21 @@ def softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
+def character_runs(probabilities: np.ndarray, blank: int = BLANK) -> list[tuple[int, int]]:
+    """(peak frame, class) of each character greedy decoding reads from frames [T, classes]:
+    each frame's best class, runs of one class merged, blanks dropped."""
+    runs: list[tuple[int, int]] = []
+    previous = blank
+    for frame, index in enumerate(np.asarray(probabilities).argmax(axis=-1)):
+        if index != blank and index != previous:
+            runs.append((frame, int(index)))
+        elif (index != blank and runs  # the same run continues: keep its highest peak
+              and probabilities[frame, index] > probabilities[runs[-1][0], index]):
+            runs[-1] = (frame, int(index))
+        previous = index
+    return runs
+
+
 def greedy_decode(logits: np.ndarray) -> tuple[str, float]:
     """The text of one crop's frames, logits [T, NUM_CLASSES], and a score in [0, 1].
 
@@ -53,14 +68,6 @@ def greedy_decode(logits: np.ndarray) -> tuple[str, float]:
     doubtful character makes the whole plate doubtful.
     """
     probabilities = softmax(np.asarray(logits, np.float64))
-    best = probabilities.argmax(axis=-1)
-    chars, peaks = [], []
-    previous = BLANK
-    for frame, index in enumerate(best):
-        if index != BLANK and index != previous:
-            chars.append(ALPHABET[index - 1])
-            peaks.append(probabilities[frame, index])
-        elif index != BLANK and chars:  # the same run continues: keep its highest peak
-            peaks[-1] = max(peaks[-1], probabilities[frame, index])
-        previous = index
-    return "".join(chars), float(min(peaks)) if peaks else 0.0
+    runs = character_runs(probabilities)
+    text = "".join(ALPHABET[index - 1] for _, index in runs)
+    return text, float(min(probabilities[frame, index] for frame, index in runs)) if runs else 0.0

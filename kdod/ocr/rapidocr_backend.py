@@ -35,6 +35,7 @@ class RapidOcrBackend(base.LineReader):
             raise base.OcrSetupError(f"{hint} ({error})") from None
         self.engine = RapidOCR()
         self.detect_lines = detect_lines
+        self._classes = None  # the recogniser's classes in A-Z0-9 (character_readings)
 
     def rows(self, crop: np.ndarray) -> list[tuple[float, float, float, float]]:
         """Boxes of the text rows RapidOCR's detector finds."""
@@ -49,6 +50,28 @@ class RapidOcrBackend(base.LineReader):
 
     def read_lines(self, crop: np.ndarray) -> list[base.TextLine]:
         return base.read_bands(crop, self.rows(crop) if self.detect_lines else [], self.read_band)
+
+    def frame_probabilities(self, band: np.ndarray) -> np.ndarray:
+        """The recogniser's CTC frames of one band: probabilities [T, len(characters)]."""
+        recogniser = self.engine.text_rec
+        _, height, width = recogniser.rec_image_shape
+        ratio = max(width / height, band.shape[1] / band.shape[0])
+        batch = recogniser.resize_norm_img(_bgr(band), ratio)[None].astype(np.float32)
+        return np.asarray(recogniser.session(batch)[0][0], np.float64)
+
+    def character_readings(self, crop: np.ndarray) -> list[tuple[str, np.ndarray]]:
+        """Each text row of a crop and the whole crop read as one line, with each character's
+        distribution over A-Z0-9 (`soft_labels.project`): what soft labels are taken from."""
+        from kdod.ocr import soft_labels
+
+        if self._classes is None:
+            self._classes = soft_labels.alphabet_classes(
+                self.engine.text_rec.postprocess_op.character)
+        prepared = cropping.prepare_crop(crop, self.preparation)
+        whole = (0.0, 0.0, float(prepared.shape[1]), float(prepared.shape[0]))
+        boxes = [*(self.rows(prepared) if self.detect_lines else []), whole]
+        return [soft_labels.project(self.frame_probabilities(cropping.cut_band(prepared, box)),
+                                    self._classes) for box in boxes]
 
 
 def _bgr(image: np.ndarray) -> np.ndarray:
