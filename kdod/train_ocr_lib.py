@@ -54,7 +54,7 @@ def ctc_loss(labels: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
 SOFT_WIDTH = ctc.MAX_LABEL_LENGTH * soft_labels.CLASSES  # soft labels at the targets' end
 
 
-def with_soft_labels(loss, weight: float):
+def with_soft_labels(loss, weight: float, temperature: float = 1.0):
     """`loss` on targets whose last SOFT_WIDTH values are each crop's soft labels, plus
     `weight` times `soft_labels.soft_label_loss` on them (0 for crops without)."""
     def loss_with_soft_labels(targets: tf.Tensor, logits: tf.Tensor) -> tf.Tensor:
@@ -62,7 +62,7 @@ def with_soft_labels(loss, weight: float):
         soft = tf.reshape(targets[:, -SOFT_WIDTH:], [-1, ctc.MAX_LABEL_LENGTH,
                                                      soft_labels.CLASSES])
         return loss(hard, logits) + weight * soft_labels.soft_label_loss(
-            hard[:, :ctc.MAX_LABEL_LENGTH], soft, logits)
+            hard[:, :ctc.MAX_LABEL_LENGTH], soft, logits, temperature)
     return loss_with_soft_labels
 
 
@@ -272,6 +272,7 @@ def train_ocr(model_dir: str, steps: int = 10000, batch_size: int = 64,
               csv_share: float = 0.5, csv_holdout: float = 0.1, bad_text: str = "skip",
               init_from: str | None = None, eval_crops: int = 500, layout_weight: float = 1.0,
               soft_labels: str | None = None, soft_label_weight: float = 1.0,
+              soft_label_temperature: float = 1.0,
               quantize: str = "float32", deterministic: bool = False) -> keras.Model:
     """Trains the recognizer for `steps` steps (see the module docstring); returns it.
 
@@ -281,7 +282,7 @@ def train_ocr(model_dir: str, steps: int = 10000, batch_size: int = 64,
     `layout_weight`: the layout gate's loss (`training_model`) beside CTC's.
     `soft_labels`: a teacher's per-character soft labels of the text_csv crops (the
     soft_labels.npz `kdod.pseudo_label_ocr` writes beside its labels.csv), distilled with
-    `soft_label_weight` beside CTC (`kdod.ocr.soft_labels`).
+    `soft_label_weight` beside CTC at `soft_label_temperature` (`kdod.ocr.soft_labels`).
     `deterministic`: the same seed gives the same weights (TensorFlow's op determinism, for
     the whole process: threaded reductions and tf.data's random augmentation run in a fixed
     order, a little slower).
@@ -296,6 +297,7 @@ def train_ocr(model_dir: str, steps: int = 10000, batch_size: int = 64,
     config.check_number("train_ocr.csv_holdout", csv_holdout, at_least=0, below=1)
     config.check_number("train_ocr.layout_weight", layout_weight, at_least=0)
     config.check_number("train_ocr.soft_label_weight", soft_label_weight, above=0)
+    config.check_number("train_ocr.soft_label_temperature", soft_label_temperature, above=0)
     if soft_labels and not text_csv:
         raise config.ConfigError("train_ocr.soft_labels are labels of the train_ocr.text_csv "
                                  "crops: give the CSV they were written for.")
@@ -329,7 +331,7 @@ def train_ocr(model_dir: str, steps: int = 10000, batch_size: int = 64,
     gated = _has_gate(model)
     text_loss = layout_ctc_loss if gated else ctc_loss
     if soft_labels:
-        text_loss = with_soft_labels(text_loss, soft_label_weight)
+        text_loss = with_soft_labels(text_loss, soft_label_weight, soft_label_temperature)
     model.compile(optimizer=make_optimizer(total_steps=steps),
                   loss={"logits": text_loss, "two_line": layout_loss} if gated else text_loss,
                   loss_weights={"logits": 1.0, "two_line": layout_weight} if gated else None,

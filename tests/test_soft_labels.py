@@ -92,6 +92,12 @@ def test_soft_label_loss_is_the_kl_divergence_at_the_aligned_frame_by_hand():
     loss = soft_labels.soft_label_loss(labels, teacher_a_or_b(), student_logits())
     # KL(0.75, 0.25 || 0.5, 0.5) = 0.75 ln 1.5 + 0.25 ln 0.5
     assert float(loss[0]) == pytest.approx(0.75 * math.log(1.5) + 0.25 * math.log(0.5), abs=1e-5)
+    # At T = 2 the teacher is (0.75, 0.25)^(1/2) renormalized, the student still half and
+    # half (logits 10 and 10, halved), and the KL is scaled by 4.
+    soft_a = math.sqrt(0.75) / (math.sqrt(0.75) + math.sqrt(0.25))
+    warm = soft_labels.soft_label_loss(labels, teacher_a_or_b(), student_logits(), 2.0)
+    assert float(warm[0]) == pytest.approx(4 * (soft_a * math.log(2 * soft_a) + (1 - soft_a)
+                                                * math.log(2 * (1 - soft_a))), abs=1e-5)
     without = soft_labels.soft_label_loss(labels, np.zeros_like(teacher_a_or_b()),
                                           student_logits())
     assert float(without[0]) == 0.0

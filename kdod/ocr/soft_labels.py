@@ -181,10 +181,13 @@ def _best_path_frames(log_probs: np.ndarray, label: np.ndarray) -> np.ndarray:
     return frames
 
 
-def soft_label_loss(labels, soft, logits):
+def soft_label_loss(labels, soft, logits, temperature: float = 1.0):
     """Per crop: the sum over its labelled characters of KL(teacher || student), the student's
     distribution over A-Z0-9 (its blank left out) at the character's aligned frame; labels
     [B, L] class ids, soft [B, L, CLASSES] (all 0: no soft label), logits [B, T, NUM_CLASSES].
+    At a `temperature` T above 1 both distributions are softened (the teacher's p^(1/T)
+    renormalized, the student's logits over T) and the KL scaled by T^2 (Hinton et al.): a
+    teacher sure of nearly every character says little at T = 1.
     The alignment is not differentiated: it says where, the KL teaches what."""
     import tensorflow as tf
 
@@ -196,6 +199,8 @@ def soft_label_loss(labels, soft, logits):
     frames = tf.ensure_shape(frames, labels.shape)
     labelled &= frames >= 0
     at_frames = tf.gather(logits, tf.maximum(frames, 0), batch_dims=1)  # [B, L, classes]
-    log_student = tf.nn.log_softmax(at_frames[..., 1:])
-    divergence = tf.reduce_sum(tf.math.xlogy(soft, soft) - soft * log_student, axis=-1)
-    return tf.reduce_sum(tf.where(labelled, divergence, 0.0), axis=1)
+    log_student = tf.nn.log_softmax(at_frames[..., 1:] / temperature)
+    teacher = tf.pow(soft, 1.0 / temperature)
+    teacher = tf.math.divide_no_nan(teacher, tf.reduce_sum(teacher, axis=-1, keepdims=True))
+    divergence = tf.reduce_sum(tf.math.xlogy(teacher, teacher) - teacher * log_student, axis=-1)
+    return temperature ** 2 * tf.reduce_sum(tf.where(labelled, divergence, 0.0), axis=1)
