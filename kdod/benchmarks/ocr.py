@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import tensorflow_datasets as tfds
+from tqdm import tqdm
 
 from kdod import registry
 from kdod.benchmarks import targets
@@ -118,8 +119,10 @@ def run(options: BenchmarkOptions, scenes: int = 500, legible_px: int = 24,
         if isinstance(reader, str):
             results["engines"][engine] = {"unavailable": reader}
             continue
+        # Sets, not plates: the big engines take minutes per set and read a set as one batch.
+        progress = tqdm(sets.items(), desc=f"ocr {engine}", unit="set")
         measured = {name: evaluate_reader(reader, crops, texts, "synthetic")
-                    for name, (crops, texts) in sets.items()}
+                    for name, (crops, texts) in progress}
         size = model_bytes(engine, reader)
         results["engines"][engine] = {**measured, "model_mb": size / 1e6 if size else None}
     return {**results, **_verdicts(results["engines"])}
