@@ -114,9 +114,11 @@ def _has_gate(network: keras.Model) -> bool:
 def cached_synthetic(model_dir: str | Path, count: int, seed: int, split: str,
                      recognizer: RecognizerConfig, crop_config: CropConfig,
                      init_from: str | Path | None = None) -> crop_sets.CropSet:
-    """`crop_sets.synthetic_crops`, kept in model_dir keyed by everything that shapes them; a
-    fine-tuning run reads the same crops from the run it starts from (`init_from`) when there."""
-    key = repr((count, seed, split, recognizer.height, recognizer.width, crop_config))
+    """`crop_sets.synthetic_crops`, kept in model_dir keyed by everything that shapes them (the
+    renderer's code too); a fine-tuning run reads the same crops from the run it starts from
+    (`init_from`) when there."""
+    key = repr((count, seed, split, recognizer.height, recognizer.width, crop_config,
+                crop_sets.renderer_fingerprint()))
     name = f"crops-{split}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.npz"
     path = Path(model_dir) / name
     for stored_path in (path, *([Path(init_from) / name] if init_from else [])):

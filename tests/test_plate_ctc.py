@@ -321,6 +321,28 @@ def test_a_fine_tuning_run_reads_the_rendered_crops_of_the_run_it_starts_from(tm
     assert not (tmp_path / "tuned").exists()  # Nothing rendered nor written again.
 
 
+def test_crops_cached_by_other_renderer_code_are_rendered_again(tmp_path, monkeypatch):
+    from kdod.train_ocr_lib import cached_synthetic
+
+    shape = RecognizerConfig(height=16, width=64)
+    cached_synthetic(tmp_path, 2, 0, "train", shape, CropConfig())
+    monkeypatch.setattr(crop_sets, "renderer_fingerprint", lambda: "changed-code")
+    cached_synthetic(tmp_path, 2, 0, "train", shape, CropConfig())
+    assert len(list(tmp_path.glob("crops-train-*.npz"))) == 2
+
+
+def test_the_renderer_fingerprint_covers_the_rendering_code_and_changes_with_it(tmp_path):
+    names = {path.name for path in crop_sets.renderer_sources()}
+    assert {"crops.py", "lettering.py", "plates.py", "crop_sets.py", "plate_ctc.py"} <= names
+    assert "synthetic_plates_dataset_builder_test.py" not in names
+    files = [tmp_path / "a.py", tmp_path / "b.py"]
+    for path in files:
+        path.write_text("x = 1\n")
+    before = crop_sets.source_fingerprint(files)
+    files[1].write_text("x = 2\n")
+    assert crop_sets.source_fingerprint(files) != before
+
+
 def test_crops_rendered_by_several_processes_are_those_of_one(monkeypatch):
     monkeypatch.setattr(crop_sets, "RENDER_CHUNK", 3)  # 7 crops: chunks of 3, 3 and 1.
     alone = crop_sets.synthetic_crops(7, 5, "train", 16, 64, workers=1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
+import hashlib
 import multiprocessing
 import os
 import zlib
@@ -112,6 +113,29 @@ def synthetic_crops(count: int, seed: int, split: str, height: int, width: int,
 
 
 RENDER_CHUNK = 500  # crops per task of a rendering worker
+
+
+def renderer_sources() -> list[Path]:
+    """The code that renders and fits the crops: the synthetic_plates package (its tests left
+    out), this module and plate_ctc's fitting."""
+    package = Path(render_crop.__code__.co_filename).parent
+    sources = sorted(path for path in package.glob("*.py") if not path.stem.endswith("_test"))
+    return [*sources, Path(__file__), Path(fit_crop.__code__.co_filename)]
+
+
+def source_fingerprint(paths: list[Path]) -> str:
+    """12 hex digits of a hash of the files' names and bytes."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+@functools.cache
+def renderer_fingerprint() -> str:
+    """`source_fingerprint` of `renderer_sources`: a cache of crops keyed by it is not read by
+    changed rendering code."""
+    return source_fingerprint(renderer_sources())
 
 
 def _fitted_chunk(indices: range, seed: int, split: str, height: int, width: int,
