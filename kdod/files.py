@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -24,6 +25,16 @@ def written_whole(path: str | Path) -> Iterator[Path]:
         partial.unlink(missing_ok=True)
         raise
     os.replace(partial, path)
+
+
+def files_digest(files: Iterable[Path], root: Path) -> str:
+    """SHA-256 over each file's path relative to `root` and its bytes: changes with any of them."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(str(path.relative_to(root)).encode())
+        with open(path, "rb") as file:
+            digest.update(hashlib.file_digest(file, "sha256").digest())
+    return digest.hexdigest()
 
 
 def write_json(path: str | Path, data: Mapping) -> None:

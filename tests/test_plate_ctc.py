@@ -14,6 +14,7 @@ from PIL import Image
 
 from kdod import checkpoints, config, registry
 from kdod.errors import KdodError
+from kdod.files import files_digest
 from kdod.metrics.text import edit_distance
 from kdod.ocr import anpr, crop_sets, ctc, plate_ctc
 from kdod.ocr.base import OcrSetupError
@@ -338,9 +339,9 @@ def test_the_renderer_fingerprint_covers_the_rendering_code_and_changes_with_it(
     files = [tmp_path / "a.py", tmp_path / "b.py"]
     for path in files:
         path.write_text("x = 1\n")
-    before = crop_sets.source_fingerprint(files)
+    before = files_digest(files, tmp_path)
     files[1].write_text("x = 2\n")
-    assert crop_sets.source_fingerprint(files) != before
+    assert files_digest(files, tmp_path) != before
 
 
 def test_crops_rendered_by_several_processes_are_those_of_one(monkeypatch):

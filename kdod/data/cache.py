@@ -23,10 +23,9 @@ with adapters still build and train them with the student.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import keras
@@ -37,6 +36,7 @@ from tensorflow.core.framework import tensor_pb2
 from kdod.checkpoints import DETECTOR_WEIGHTS
 from kdod.config import OPERATIVE_CONFIG
 from kdod.errors import KdodError
+from kdod.files import files_digest
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -103,17 +103,8 @@ def teacher_fingerprint(teacher_dir: str | Path) -> dict[str, str]:
     weights = folder / DETECTOR_WEIGHTS
     files = [weights] if weights.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
     operative = folder / OPERATIVE_CONFIG
-    return {"weights_sha256": _digest(files, folder),
-            "config_sha256": _digest([operative] if operative.is_file() else [], folder)}
-
-
-def _digest(files: Iterable[Path], root: Path) -> str:
-    digest = hashlib.sha256()
-    for path in files:
-        digest.update(str(path.relative_to(root)).encode())
-        with open(path, "rb") as file:
-            digest.update(hashlib.file_digest(file, "sha256").digest())
-    return digest.hexdigest()
+    return {"weights_sha256": files_digest(files, folder),
+            "config_sha256": files_digest([operative] if operative.is_file() else [], folder)}
 
 
 def expected_manifest(teacher_dir: str | Path, loss_names: Sequence[str],

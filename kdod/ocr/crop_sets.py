@@ -18,7 +18,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
-import hashlib
 import multiprocessing
 import os
 import zlib
@@ -30,7 +29,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from kdod.errors import KdodError
-from kdod.files import filename_text_rows
+from kdod.files import filename_text_rows, files_digest
 from kdod.ocr import ctc
 from kdod.ocr.plate_ctc import fit_crop
 from tfds_builders.synthetic_plates.crops import CropConfig, crop_layout, render_crop
@@ -123,19 +122,12 @@ def renderer_sources() -> list[Path]:
     return [*sources, Path(__file__), Path(fit_crop.__code__.co_filename)]
 
 
-def source_fingerprint(paths: list[Path]) -> str:
-    """12 hex digits of a hash of the files' names and bytes."""
-    digest = hashlib.sha256()
-    for path in paths:
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()[:12]
-
-
 @functools.cache
 def renderer_fingerprint() -> str:
-    """`source_fingerprint` of `renderer_sources`: a cache of crops keyed by it is not read by
-    changed rendering code."""
-    return source_fingerprint(renderer_sources())
+    """12 hex digits of `files_digest` of `renderer_sources`: a cache of crops keyed by it is not
+    read by changed rendering code."""
+    sources = renderer_sources()
+    return files_digest(sources, Path(os.path.commonpath(sources)))[:12]
 
 
 def _fitted_chunk(indices: range, seed: int, split: str, height: int, width: int,
