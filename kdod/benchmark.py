@@ -8,6 +8,7 @@ r"""Benchmarks; each writes its numbers to a JSON file (default benchmarks/<name
     python -m kdod.benchmark export     # size, latency and AP of Keras/SavedModel/TFLite forms
     python -m kdod.benchmark real       # teacher / student / distilled on real plates, seeds
     python -m kdod.benchmark losses     # every distillation loss and the best pair, AP gain/cost
+    python -m kdod.benchmark losses --recorded_only  # its tables so far, nothing trained
     python -m kdod.benchmark scale      # teacher cache: step time, AP vs online, size; mirrored
 
 Several names run one after the other. `--strategy=mirrored` (or `tpu --tpu=NAME`) trains and
@@ -47,6 +48,8 @@ flags.DEFINE_string("ocr_model", None, "ocr: plate_ctc's recognizer, a run folde
                     "kdod.train_ocr or its plate_ctc.tflite (without it plate_ctc is skipped).")
 flags.DEFINE_string("text_csv", None, "ocr: also read these real plate crops, a CSV of "
                     "filename,plate_text rows (names relative to the CSV's folder).")
+flags.DEFINE_bool("recorded_only", False, "losses: write the tables and plot of the runs "
+                  "recorded so far, training none (a study of many CPU-hours in progress).")
 
 
 def options_from_flags(strategy=None) -> BenchmarkOptions:
@@ -56,6 +59,7 @@ def options_from_flags(strategy=None) -> BenchmarkOptions:
                             seeds=flag.seeds, teacher_steps=flag.teacher_steps,
                             student_steps=flag.student_steps, bindings=tuple(flag.gin_param),
                             ocr_model=flag.ocr_model, text_csv=flag.text_csv,
+                            recorded_only=flag.recorded_only,
                             strategy=strategy)
 
 

@@ -171,3 +171,27 @@ def test_the_real_plan_trains_pkd_again_from_a_teacher_cache_of_its_seed(tmp_pat
                                f"DistillerConfig.teacher_cache = '{cached.teacher_cache}'")
     assert cached.model_dir == online.model_dir.with_name("pkd_cached")
     assert cached.teacher_cache == online.model_dir.with_name("pkd_cache")
+
+
+def test_recorded_only_tabulates_the_runs_recorded_so_far_and_trains_none(tmp_path):
+    options = BenchmarkOptions(output=tmp_path / "losses.json", seeds=2, recorded_only=True)
+    loss_files = {**losses.LOSS_FILES, losses.BASELINE[0]: losses.BASELINE[1]}
+    plan = {run.model: run
+            for run in losses.seed_plan(losses.DATA_SETS[0], options, 0, loss_files)}
+    ledger = Ledger(options.output, losses.METRICS)
+    for name, ap in (("student alone", 0.30), ("cwd", 0.34), ("kl_logits", 0.32)):
+        ledger.record(plan[name], plan[name].fingerprint(),
+                      {"AP": ap, "AP50": 0.7, "AP_small": 0.1, "train_minutes": 10.0})
+    ledger.write({"partial": True})
+
+    results = losses.run(options)
+    real_runs = results["real"]
+    assert real_runs["models"]["cwd"]["gain_AP_points"] == pytest.approx(4.0)
+    assert real_runs["models"]["cwd"]["runs"] == 1
+    # 2 teachers + 2 seeds x (student alone + 8 distilled) + 2 best-pair runs, 3 recorded.
+    assert real_runs["runs_left"] == 19 and results["synthetic"]["runs_left"] == 22
+    assert results["partial"] and results["meets_target"] is False
+    assert not (tmp_path / "runs").exists()  # Nothing trained.
+    table = (tmp_path / "losses.md").read_text()
+    assert "| cwd | 1 | 0.340 +- 0.000 | 0.700 +- 0.000 | 0.100 +- 0.000 | 4.00 | 1.00 |" in table
+    assert (tmp_path / "losses.png").is_file()

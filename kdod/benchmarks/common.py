@@ -40,6 +40,7 @@ class BenchmarkOptions:
         (real: e.g. another test set, ``REAL_TEST = ('number_plates', 'test', 1.0)``).
       ocr_model: ocr: plate_ctc's recognizer (a kdod.train_ocr run folder or .tflite).
       text_csv: ocr: real plate crops of known text, a CSV of filename,plate_text rows.
+      recorded_only: losses: tabulate the runs recorded so far, train none.
       strategy: the tf.distribute strategy the benchmarks' training and evaluation run under
         (mirrored, TPU, or multi_worker for the studies); None: one device.
     """
@@ -53,6 +54,7 @@ class BenchmarkOptions:
     bindings: tuple[str, ...] = ()
     ocr_model: str | None = None
     text_csv: str | None = None
+    recorded_only: bool = False
     strategy: tf.distribute.Strategy | None = None
 
     def output_path(self, name: str) -> Path:

@@ -3,6 +3,7 @@ car_plates split and on synthetic plates; AP gain over the student alone against
 training-time overhead.
 
     python -m kdod.benchmark losses [--seeds 3] [--teacher_steps 1000 --student_steps 600]
+    python -m kdod.benchmark losses --recorded_only  # the tables so far, nothing trained
 
 Each loss is its gin/losses/ file added to the data set's student recipe: on real plates the
 gin/real/ teacher and student with their own schedules (the same runs as `kdod.benchmark real`,
@@ -11,7 +12,8 @@ Every seed's students distill from seed 0's teacher; `ld` from a second teacher 
 distribution box head (gin/distribution_head.gin) it needs. Once every loss has run on a data
 set, the two best losses of that data set (mean AP over the seeds) run together, each at its
 own weight. Runs are recorded as they finish
-(kdod/benchmarks/study.py): run the command again to go on; the real runs that
+(kdod/benchmarks/study.py): run the command again to go on (`--recorded_only` writes the
+tables and the plot of the runs recorded so far, training none); the real runs that
 `kdod.benchmark real` recorded (benchmarks/real.json, the shipped teacher's too) are taken from
 there. Writes benchmarks/losses.json, the
 tables to benchmarks/losses.md and the plot to benchmarks/losses.png.
@@ -110,10 +112,11 @@ def pair_run(plan: list[Run], first: str, second: str) -> Run:
 
 
 def summary(measured: Mapping[str, list[dict]]) -> dict:
-    """Per model: metrics, AP gain over the student alone (points), training-time overhead."""
+    """Per model: metrics, AP gain over the student alone (points), training-time overhead
+    (none without a recorded student alone)."""
     models = per_model(measured, METRICS)
-    alone = models["student alone"]
-    for values in models.values():
+    alone = models.get("student alone")
+    for values in models.values() if alone else ():
         values["gain_AP_points"] = 100 * (values["AP"]["mean"] - alone["AP"]["mean"])
         values["time_overhead"] = (values["train_minutes"]["mean"]
                                    / alone["train_minutes"]["mean"])
@@ -125,15 +128,19 @@ def summary(measured: Mapping[str, list[dict]]) -> dict:
 
 
 def run_data_set(data: DataSet, options: BenchmarkOptions, ledger: Ledger) -> dict:
-    """Every loss and the baseline over the seeds, then the best pair over the seeds."""
+    """Every loss and the baseline over the seeds, then the best pair over the seeds; with
+    `options.recorded_only`, of the runs recorded so far, and how many are left to run."""
     loss_files = {**LOSS_FILES, BASELINE[0]: BASELINE[1]}
     plans = [seed_plan(data, options, seed, loss_files) for seed in range(options.seeds)]
-    measured = measure_all([run for plan in plans for run in plan], ledger,
-                           strategy=options.strategy)
-    first, second = best_pair(per_model(measured, METRICS))
-    measured |= measure_all([pair_run(plan, first, second) for plan in plans], ledger,
-                            strategy=options.strategy)
-    return summary(measured)
+    singles = [run for plan in plans for run in plan]
+    train = not options.recorded_only
+    measured = measure_all(singles, ledger, strategy=options.strategy, train=train)
+    if sum(name in measured for name in LOSS_FILES) >= 2:
+        first, second = best_pair(per_model(measured, METRICS))
+        measured |= measure_all([pair_run(plan, first, second) for plan in plans], ledger,
+                                strategy=options.strategy, train=train)
+    runs_left = len(singles) + len(plans) - sum(len(runs) for runs in measured.values())
+    return {**summary(measured), "runs_left": runs_left}
 
 
 def plot(results: dict, path: Path) -> None:
@@ -146,14 +153,16 @@ def plot(results: dict, path: Path) -> None:
     figure, all_axes = plt.subplots(1, len(DATA_SETS), figsize=(11, 4), squeeze=False)
     for axes, data in zip(all_axes[0], DATA_SETS):
         models = {name: values for name, values in results[data.name]["models"].items()
-                  if name not in (*TEACHERS, "student alone")}
+                  if name not in (*TEACHERS, "student alone") and "gain_AP_points" in values}
         for name, values in models.items():
             axes.errorbar(values["time_overhead"], values["gain_AP_points"],
                           yerr=100 * values["AP"]["std"], fmt="o", capsize=3)
             axes.annotate(name, (values["time_overhead"], values["gain_AP_points"]),
                           textcoords="offset points", xytext=(4, 4), fontsize=8)
         axes.axhline(0, color="grey", lw=0.8)
-        axes.set_title(f"{data.name} ({results['seeds']} seeds)")
+        left = results[data.name]["runs_left"]
+        axes.set_title(f"{data.name} ({results['seeds']} seeds"
+                       + (f", {left} runs still to run)" if left else ")"))
         axes.set_xlabel("training time / student alone's")
         axes.set_ylabel("AP gain over the student alone (points)")
     figure.tight_layout()
@@ -163,7 +172,7 @@ def plot(results: dict, path: Path) -> None:
 
 def tables(results: dict) -> str:
     """The README's tables, one per data set."""
-    columns = {"AP": "AP", "AP50": "AP50", "AP_small": "AP_small",
+    columns = {"runs": "runs", "AP": "AP", "AP50": "AP50", "AP_small": "AP_small",
                "gain_AP_points": "AP gain (points)", "time_overhead": "time / student's"}
     return "\n".join(f"{data.name}:\n\n" + markdown_table(results[data.name]["models"], columns)
                      for data in DATA_SETS)
@@ -175,6 +184,7 @@ def run(options: BenchmarkOptions) -> dict:
     results = {"seeds": options.seeds, "loss_files": {**LOSS_FILES, BASELINE[0]: BASELINE[1]},
                **{data.name: run_data_set(data, options, ledger) for data in DATA_SETS}}
     results |= targets.check("losses", results["real"])
+    results["partial"] = any(results[data.name]["runs_left"] for data in DATA_SETS)
     if not options.chief:
         return results
     plot(results, output.with_suffix(".png"))

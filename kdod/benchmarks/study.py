@@ -198,19 +198,24 @@ def _claim_folder(model_dir: Path, fingerprint: str) -> None:
 
 
 def measure_all(runs: Iterable[Run], ledger: Ledger,
-                strategy: tf.distribute.Strategy | None = None) -> dict[str, list[dict]]:
+                strategy: tf.distribute.Strategy | None = None,
+                train: bool = True) -> dict[str, list[dict]]:
     """{model: [metrics of each of its runs, in order]}, trained under `strategy` where they
-    are not recorded."""
+    are not recorded; with `train` False, of the recorded runs alone (the others left out)."""
     measured: dict[str, list[dict]] = {}
     for run in runs:
-        measured.setdefault(run.model, []).append(measure(run, ledger, strategy))
+        metrics = (measure(run, ledger, strategy) if train
+                   else ledger.recorded(run, run.fingerprint()))
+        if metrics is not None:
+            measured.setdefault(run.model, []).append(metrics)
     return measured
 
 
 def per_model(measured: Mapping[str, list[dict]], metrics: Sequence[str]) -> dict:
-    """Mean +- std over seeds of each metric of each model (that all its runs measured)."""
-    return {name: {metric: mean_std([run[metric] for run in runs]) for metric in metrics
-                   if all(metric in run for run in runs)}
+    """Mean +- std over seeds of each metric of each model (that all its runs measured), and
+    the number of its runs."""
+    return {name: {**{metric: mean_std([run[metric] for run in runs]) for metric in metrics
+                      if all(metric in run for run in runs)}, "runs": len(runs)}
             for name, runs in measured.items()}
 
 
@@ -232,4 +237,6 @@ def _cell(value) -> str:
         return ""
     if isinstance(value, Mapping):
         return f"{value['mean']:.3f} +- {value['std']:.3f}"
+    if isinstance(value, int):
+        return str(value)
     return f"{value:.2f}"
