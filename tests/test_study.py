@@ -175,9 +175,8 @@ def test_the_real_plan_trains_pkd_again_from_a_teacher_cache_of_its_seed(tmp_pat
 
 def test_recorded_only_tabulates_the_runs_recorded_so_far_and_trains_none(tmp_path):
     options = BenchmarkOptions(output=tmp_path / "losses.json", seeds=2, recorded_only=True)
-    loss_files = {**losses.LOSS_FILES, losses.BASELINE[0]: losses.BASELINE[1]}
-    plan = {run.model: run
-            for run in losses.seed_plan(losses.DATA_SETS[0], options, 0, loss_files)}
+    plan = {run.model: run for run in losses.seed_plan(losses.DATA_SETS[0], options, 0,
+                                                       losses.PLANNED_LOSS_FILES)}
     ledger = Ledger(options.output, losses.METRICS)
     for name, ap in (("student alone", 0.30), ("cwd", 0.34), ("kl_logits", 0.32)):
         ledger.record(plan[name], plan[name].fingerprint(),

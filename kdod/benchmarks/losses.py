@@ -38,6 +38,7 @@ NEW_LOSSES = ("cwd", "fgd", "mgd", "dist", "ld")  # The issue's modern losses, a
 TEACHER_EXTRAS = {"ld": ("distribution_head.gin", "teacher (distribution head)", "teacher_ld")}
 TEACHERS = ("teacher", *(extra[1] for extra in TEACHER_EXTRAS.values()))
 BASELINE = ("KL + PKD", "losses/kl_pkd.gin")
+PLANNED_LOSS_FILES = {**LOSS_FILES, BASELINE[0]: BASELINE[1]}  # Each run on every seed.
 METRICS = ("AP", "AP50", "AP_small", "train_minutes")
 
 
@@ -130,8 +131,7 @@ def summary(measured: Mapping[str, list[dict]]) -> dict:
 def run_data_set(data: DataSet, options: BenchmarkOptions, ledger: Ledger) -> dict:
     """Every loss and the baseline over the seeds, then the best pair over the seeds; with
     `options.recorded_only`, of the runs recorded so far, and how many are left to run."""
-    loss_files = {**LOSS_FILES, BASELINE[0]: BASELINE[1]}
-    plans = [seed_plan(data, options, seed, loss_files) for seed in range(options.seeds)]
+    plans = [seed_plan(data, options, seed, PLANNED_LOSS_FILES) for seed in range(options.seeds)]
     singles = [run for plan in plans for run in plan]
     train = not options.recorded_only
     measured = measure_all(singles, ledger, strategy=options.strategy, train=train)
@@ -139,7 +139,8 @@ def run_data_set(data: DataSet, options: BenchmarkOptions, ledger: Ledger) -> di
         first, second = best_pair(per_model(measured, METRICS))
         measured |= measure_all([pair_run(plan, first, second) for plan in plans], ledger,
                                 strategy=options.strategy, train=train)
-    runs_left = len(singles) + len(plans) - sum(len(runs) for runs in measured.values())
+    pair_runs = len(plans)  # One per seed.
+    runs_left = len(singles) + pair_runs - sum(len(runs) for runs in measured.values())
     return {**summary(measured), "runs_left": runs_left}
 
 
@@ -181,7 +182,7 @@ def tables(results: dict) -> str:
 def run(options: BenchmarkOptions) -> dict:
     output = options.output_path("losses")
     ledger = Ledger(output, METRICS, shared=[output.with_name("real.json")])
-    results = {"seeds": options.seeds, "loss_files": {**LOSS_FILES, BASELINE[0]: BASELINE[1]},
+    results = {"seeds": options.seeds, "loss_files": PLANNED_LOSS_FILES,
                **{data.name: run_data_set(data, options, ledger) for data in DATA_SETS}}
     results |= targets.check("losses", results["real"])
     results["partial"] = any(results[data.name]["runs_left"] for data in DATA_SETS)
