@@ -73,6 +73,9 @@ def main(argv: list[str]) -> None:
         raise config.ConfigError(
             f"{', '.join(one_machine)} measure(s) one machine: run it with --strategy=mirrored "
             f"or tpu. Across machines (multi_worker) run the studies: {', '.join(STUDIES)}.")
+    if flags.FLAGS.recorded_only and names != ["losses"]:
+        raise config.ConfigError("--recorded_only tabulates the losses study alone: run "
+                                 f"`losses --recorded_only` (got {' '.join(names)}).")
     strategy = distribute.strategy_from_flags()
     config.parse_flags_gin()
     options = options_from_flags(strategy)
