@@ -118,6 +118,18 @@ def test_losses_summary_gains_overheads_and_the_new_losses_against_kl_pkd():
     assert losses.best_pair(summary["models"]) == ("mgd", "cwd")
 
 
+def test_a_loss_needing_a_head_is_also_measured_against_the_student_alone_with_it():
+    measured = {"student alone": _runs(0.30, 10), "student alone (distribution head)":
+                _runs(0.33, 11), "ld": _runs(0.37, 14), "ld + cwd": _runs(0.38, 16),
+                "cwd": _runs(0.36, 12)}
+    models = losses.summary(measured)["models"]
+    assert models["ld"]["gain_AP_points"] == pytest.approx(7.0)  # 100 * (0.37 - 0.30)
+    assert models["ld"]["gain_over_control_AP_points"] == pytest.approx(4.0)  # 0.37 - 0.33
+    assert models["ld + cwd"]["gain_over_control_AP_points"] == pytest.approx(5.0)
+    assert "gain_over_control_AP_points" not in models["cwd"]
+    assert losses.best_pair(models) == ("ld", "cwd")  # The control is no loss to pair.
+
+
 def test_the_best_pair_runs_both_loss_files_with_their_own_weights(tmp_path):
     options = BenchmarkOptions(output=tmp_path / "losses.json")
     plan = losses.seed_plan(losses.DATA_SETS[0], options, 0, losses.LOSS_FILES)
@@ -145,6 +157,11 @@ def test_ld_distills_from_its_own_teacher_trained_once_with_the_distribution_hea
     assert not any(run.model in losses.TEACHERS for run in later)
     assert losses.pair_run(later, "cwd", "ld").teacher == teachers[1]
     assert losses.pair_run(later, "cwd", "mgd").teacher == teachers[0]
+    # Its control, in every seed: the student alone with the head, distilling from nothing.
+    control = by_model["student alone (distribution head)"]
+    assert control.gin_files == ("real/student.gin", "distribution_head.gin")
+    assert control.teacher is None and control.model_dir.name == "student_ld"
+    assert {run.model: run for run in later}[control.model].model_dir.parent.name == "seed1"
     # The same teacher as gin/real/teacher_ld.gin, which the README trains by hand.
     by_hand = Run("teacher", ("real/teacher_ld.gin",), teachers[1].model_dir, teachers[1].bindings)
     assert by_hand.fingerprint() == teachers[1].fingerprint()
@@ -187,10 +204,12 @@ def test_recorded_only_tabulates_the_runs_recorded_so_far_and_trains_none(tmp_pa
     real_runs = results["real"]
     assert real_runs["models"]["cwd"]["gain_AP_points"] == pytest.approx(4.0)
     assert real_runs["models"]["cwd"]["runs"] == 1
-    # 2 teachers + 2 seeds x (student alone + 8 distilled) + 2 best-pair runs, 3 recorded.
-    assert real_runs["runs_left"] == 19 and results["synthetic"]["runs_left"] == 22
+    # 2 teachers + 2 seeds x (student alone + 8 distilled + ld's control) + 2 best-pair runs,
+    # 3 recorded.
+    assert real_runs["runs_left"] == 21 and results["synthetic"]["runs_left"] == 24
     assert results["partial"] and results["meets_target"] is False
     assert not (tmp_path / "runs").exists()  # Nothing trained.
     table = (tmp_path / "losses.md").read_text()
-    assert "| cwd | 1 | 0.340 +- 0.000 | 0.700 +- 0.000 | 0.100 +- 0.000 | 4.00 | 1.00 |" in table
+    assert ("| cwd | 1 | 0.340 +- 0.000 | 0.700 +- 0.000 | 0.100 +- 0.000 | 4.00 |  | 1.00 |"
+            in table)  # No control: ld's alone has one.
     assert (tmp_path / "losses.png").is_file()

@@ -9,14 +9,14 @@ Each loss is its gin/losses/ file added to the data set's student recipe: on rea
 gin/real/ teacher and student with their own schedules (the same runs as `kdod.benchmark real`,
 in the same folders), on synthetic plates teacher_small and student_small with the steps given.
 Every seed's students distill from seed 0's teacher; `ld` from a second teacher with the
-distribution box head (gin/distribution_head.gin) it needs. Once every loss has run on a data
-set, the two best losses of that data set (mean AP over the seeds) run together, each at its
-own weight. Runs are recorded as they finish
-(kdod/benchmarks/study.py): run the command again to go on (`--recorded_only` writes the
-tables and the plot of the runs recorded so far, training none); the real runs that
-`kdod.benchmark real` recorded (benchmarks/real.json, the shipped teacher's too) are taken from
-there. Writes benchmarks/losses.json, the
-tables to benchmarks/losses.md and the plot to benchmarks/losses.png.
+distribution box head (gin/distribution_head.gin) it needs, and the student alone with that
+head runs too, as its control (the tables' "gain over the head's control"). Once every loss has
+run on a data set, the two best losses of that data set (mean AP over the seeds) run together,
+each at its own weight. Runs are recorded as they finish (kdod/benchmarks/study.py): run the
+command again to go on (`--recorded_only` writes the tables and the plot of the runs recorded
+so far, training none); the real runs that `kdod.benchmark real` recorded (benchmarks/real.json,
+the shipped teacher's too) are taken from there. Writes benchmarks/losses.json, the tables to
+benchmarks/losses.md and the plot to benchmarks/losses.png.
 """
 
 from __future__ import annotations
@@ -33,10 +33,30 @@ LOSS_FILES = {"kl_logits": "losses/kl.gin", "PKD": "losses/pkd.gin", "cwd": "los
               "fgd": "losses/fgd.gin", "mgd": "losses/mgd.gin", "dist": "losses/dist.gin",
               "ld": "losses/ld.gin"}
 NEW_LOSSES = ("cwd", "fgd", "mgd", "dist", "ld")  # The issue's modern losses, against the baseline.
-# Losses whose teacher needs more than the data set's teacher recipe: ld distills box-side
-# distributions, so its teacher (a second one, trained once like the first) has that head too.
-TEACHER_EXTRAS = {"ld": ("distribution_head.gin", "teacher (distribution head)", "teacher_ld")}
-TEACHERS = ("teacher", *(extra[1] for extra in TEACHER_EXTRAS.values()))
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """A box head a loss needs in both models (`gin_file` adds it): the loss's teacher (a second
+    one, trained once like the first, in teacher_<suffix>/) has it, and so does a control, the
+    student alone with it (student_<suffix>/), that tells the loss's gain from the head's."""
+
+    gin_file: str
+    name: str
+    suffix: str
+
+    @property
+    def teacher(self) -> str:
+        return f"teacher ({self.name})"
+
+    @property
+    def control(self) -> str:
+        return f"student alone ({self.name})"
+
+
+# ld distills box-side distributions: teacher and student need the distribution head.
+HEADS = {"ld": Head("distribution_head.gin", "distribution head", "ld")}
+TEACHERS = ("teacher", *(head.teacher for head in HEADS.values()))
 BASELINE = ("KL + PKD", "losses/kl_pkd.gin")
 PLANNED_LOSS_FILES = {**LOSS_FILES, BASELINE[0]: BASELINE[1]}  # Each run on every seed.
 METRICS = ("AP", "AP50", "AP_small", "train_minutes")
@@ -70,10 +90,13 @@ def seed_plan(data: DataSet, options: BenchmarkOptions, seed: int,
     student = data.bindings(options, seed, options.student_steps)
     teachers = {name: teacher_run(data, options, name) for name in loss_files}
     first_use = list({teacher.model_dir: teacher for teacher in teachers.values()}.values())
+    controls = [Run(head.control, (data.student, head.gin_file), runs / f"student_{head.suffix}",
+                    student) for loss, head in HEADS.items() if loss in loss_files]
     return [*(first_use if seed == 0 else []),
             Run("student alone", (data.student,), runs / "student", student),
             *[Run(name, (data.student, loss_file), runs / Path(loss_file).stem, student,
-                  teacher=teachers[name]) for name, loss_file in loss_files.items()]]
+                  teacher=teachers[name]) for name, loss_file in loss_files.items()],
+            *controls]
 
 
 def seed_dir(data: DataSet, options: BenchmarkOptions, seed: int) -> Path:
@@ -84,9 +107,9 @@ def seed_dir(data: DataSet, options: BenchmarkOptions, seed: int) -> Path:
 def teacher_run(data: DataSet, options: BenchmarkOptions, loss: str) -> Run:
     """The (seed 0) teacher that `loss`'s students distill from."""
     model, extra, folder = "teacher", (), "teacher"
-    if loss in TEACHER_EXTRAS:
-        extra_file, model, folder = TEACHER_EXTRAS[loss]
-        extra = (extra_file,)
+    if loss in HEADS:
+        head = HEADS[loss]
+        model, extra, folder = head.teacher, (head.gin_file,), f"teacher_{head.suffix}"
     return Run(model, (data.teacher, *extra), seed_dir(data, options, 0) / folder,
                data.bindings(options, 0, options.teacher_steps))
 
@@ -102,7 +125,7 @@ def pair_run(plan: list[Run], first: str, second: str) -> Run:
     """The distilled run of `plan`'s seed with both losses, each at its own weight."""
     student = next(run for run in plan if run.model == "student alone")
     # A loss that needs its own teacher (ld) takes it; the other loss works with any teacher.
-    owner = next((name for name in (first, second) if name in TEACHER_EXTRAS), first)
+    owner = next((name for name in (first, second) if name in HEADS), first)
     teacher = next(run.teacher for run in plan if run.model == owner)
     files = (LOSS_FILES[first], LOSS_FILES[second])
     weights = parsed_losses(files[0]) | parsed_losses(files[1])
@@ -112,15 +135,25 @@ def pair_run(plan: list[Run], first: str, second: str) -> Run:
                teacher=teacher)
 
 
+def control_of(model: str) -> str | None:
+    """The control of a loss (or pair) that needs a head: the student alone with that head."""
+    return next((HEADS[loss].control for loss in model.split(" + ") if loss in HEADS), None)
+
+
 def summary(measured: Mapping[str, list[dict]]) -> dict:
     """Per model: metrics, AP gain over the student alone (points), training-time overhead
-    (none without a recorded student alone)."""
+    (none without a recorded student alone); a loss that needs a head, its AP gain over the
+    student alone with that head too (once that control is recorded)."""
     models = per_model(measured, METRICS)
     alone = models.get("student alone")
     for values in models.values() if alone else ():
         values["gain_AP_points"] = 100 * (values["AP"]["mean"] - alone["AP"]["mean"])
         values["time_overhead"] = (values["train_minutes"]["mean"]
                                    / alone["train_minutes"]["mean"])
+    for name, values in models.items():
+        if (control := models.get(control_of(name))) is not None:
+            values["gain_over_control_AP_points"] = 100 * (values["AP"]["mean"]
+                                                           - control["AP"]["mean"])
     baseline = models.get(BASELINE[0], {}).get("AP", {}).get("mean")
     versus = {name: 100 * (models[name]["AP"]["mean"] - baseline)
               for name in NEW_LOSSES if name in models and baseline is not None}
@@ -174,7 +207,9 @@ def plot(results: dict, path: Path) -> None:
 def tables(results: dict) -> str:
     """The README's tables, one per data set."""
     columns = {"runs": "runs", "AP": "AP", "AP50": "AP50", "AP_small": "AP_small",
-               "gain_AP_points": "AP gain (points)", "time_overhead": "time / student's"}
+               "gain_AP_points": "AP gain (points)",
+               "gain_over_control_AP_points": "gain over the head's control",
+               "time_overhead": "time / student's"}
     return "\n".join(f"{data.name}:\n\n" + markdown_table(results[data.name]["models"], columns)
                      for data in DATA_SETS)
 
