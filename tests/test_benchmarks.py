@@ -147,6 +147,28 @@ def test_real_plan_trains_the_cached_recipes_and_the_long_student_from_seed_0s_t
     assert gin.query_parameter("DistillerConfig.losses") == {"feature_imitation": 2.0}
 
 
+def test_real_plan_distills_the_distribution_head_student_from_the_teacher_with_that_head():
+    import gin
+
+    from kdod.benchmarks import losses, real
+
+    plan = {run.model: run for run in real.seed_plan(BenchmarkOptions(), seed=1)}
+    baseline = plan["student alone, 1500 steps, distribution head"]
+    assert baseline.gin_files == ("real/student.gin", "real/long.gin", "distribution_head.gin")
+    assert baseline.model_dir.name == "student_long_distribution_head" and baseline.teacher is None
+    head = plan["feature_imitation (PKD), 1500 steps, distribution head, teacher cache"]
+    assert head.teacher == losses.teacher_run(losses.DATA_SETS[0], BenchmarkOptions(),
+                                              losses.HEADS["ld"])
+    assert head.teacher.model_dir.as_posix() == "benchmarks/runs/real/seed0/teacher_ld"
+    assert head.teacher_cache.name == "pkd_long_head_cache"
+    for run in (baseline, head):
+        run.parse()
+        assert (gin.query_parameter("train.steps"),
+                gin.query_parameter("DetectorConfig.box_bins")) == (1500, 16)
+    # Its gain is over the student alone with the same head and schedule.
+    assert real.BASELINES[head.model] == baseline.model
+
+
 def test_real_runs_take_the_extra_bindings_and_distill_from_seed_0s_teacher():
     from kdod.benchmarks import real
 

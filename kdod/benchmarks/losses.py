@@ -88,7 +88,7 @@ def seed_plan(data: DataSet, options: BenchmarkOptions, seed: int,
     students distill from seed 0's teachers, trained first in seed 0's plan (as in `real`)."""
     runs = seed_dir(data, options, seed)
     student = data.bindings(options, seed, options.student_steps)
-    teachers = {name: teacher_run(data, options, name) for name in loss_files}
+    teachers = {name: teacher_run(data, options, HEADS.get(name)) for name in loss_files}
     first_use = list({teacher.model_dir: teacher for teacher in teachers.values()}.values())
     controls = [Run(head.control, (data.student, head.gin_file), runs / f"student_{head.suffix}",
                     student) for loss, head in HEADS.items() if loss in loss_files]
@@ -104,11 +104,10 @@ def seed_dir(data: DataSet, options: BenchmarkOptions, seed: int) -> Path:
     return options.runs_dir / data.folder / f"seed{seed}"
 
 
-def teacher_run(data: DataSet, options: BenchmarkOptions, loss: str) -> Run:
-    """The (seed 0) teacher that `loss`'s students distill from."""
+def teacher_run(data: DataSet, options: BenchmarkOptions, head: Head | None = None) -> Run:
+    """The (seed 0) teacher of `data` that students distill from, with `head` if given."""
     model, extra, folder = "teacher", (), "teacher"
-    if loss in HEADS:
-        head = HEADS[loss]
+    if head is not None:
         model, extra, folder = head.teacher, (head.gin_file,), f"teacher_{head.suffix}"
     return Run(model, (data.teacher, *extra), seed_dir(data, options, 0) / folder,
                data.bindings(options, 0, options.teacher_steps))

@@ -45,13 +45,24 @@ DISTILLED = {"feature_imitation (PKD)": "losses/pkd.gin",
              "combined (KL + PKD)": "losses/kl_pkd.gin", "kl_logits": "losses/kl.gin"}
 # Distilled recipes trained from a teacher cache (kdod.cache_teacher) instead of the teacher's
 # forward pass at every step, made first on the seed's augmented examples: its minutes count
-# as the teacher's. PKD's 900 steps as online (the same run but for the cache), and the longer
-# schedule of gin/real/long.gin that the student's minutes then allow.
-CACHED = {"feature_imitation (PKD), teacher cache": "losses/pkd.gin",
-          "feature_imitation (PKD), 1500 steps, teacher cache": "real/pkd_long.gin"}
-# Students alone on other schedules, each the baseline of the distilled recipes on it.
-LONG_STUDENT = ("student alone, 1500 steps", "real/long.gin")
-BASELINES = {"feature_imitation (PKD), 1500 steps, teacher cache": LONG_STUDENT[0]}
+# as the teacher's. PKD's 900 steps as online (the same run but for the cache), the longer
+# schedule of gin/real/long.gin that the student's minutes then allow, and that schedule with
+# the distribution box head (the loss study's student alone with it beat every loss on seed 0),
+# distilled from the teacher with the head: {name: (recipe, the teacher's head)}.
+DISTRIBUTION_HEAD = losses.HEADS["ld"]
+CACHED = {"feature_imitation (PKD), teacher cache": ("losses/pkd.gin", None),
+          "feature_imitation (PKD), 1500 steps, teacher cache": ("real/pkd_long.gin", None),
+          "feature_imitation (PKD), 1500 steps, distribution head, teacher cache":
+              ("real/pkd_long_head.gin", DISTRIBUTION_HEAD)}
+# Students alone on other schedules or heads, each the baseline of the distilled recipes on
+# them: {name: gin files added to the student's}.
+OTHER_STUDENTS = {"student alone, 1500 steps": ("real/long.gin",),
+                  "student alone, 1500 steps, distribution head":
+                      ("real/long.gin", DISTRIBUTION_HEAD.gin_file)}
+BASELINES = {"feature_imitation (PKD), 1500 steps, teacher cache": "student alone, 1500 steps",
+             "feature_imitation (PKD), 1500 steps, distribution head, teacher cache":
+                 "student alone, 1500 steps, distribution head"}
+
 # Augmentation variants of the student alone (gin/real/), each against real/student.gin's default
 # augmentation (scale jitter, crops keeping plates, flips, colour).
 AUGMENTED = {"student, camera (blur, JPEG)": "real/augment_camera.gin",
@@ -65,17 +76,18 @@ def seed_plan(options: BenchmarkOptions, seed: int,
               distilled: dict[str, str] = DISTILLED) -> list[Run]:
     """The runs of one seed: the student alone and each distilled student, all distilled from
     the one teacher (seed 0's run, trained first in seed 0's plan): the loss study's real plan
-    (`losses.seed_plan`), whose runs these are; the cached form of the CACHED ones; then the
-    student with each augmentation variant."""
-    plan = losses.seed_plan(losses.DATA_SETS[0], options, seed, distilled)
+    (`losses.seed_plan`), whose runs these are; the students alone on the other schedules and
+    heads; the CACHED recipes (from the teacher with their head); then the student with each
+    augmentation variant."""
+    data = losses.DATA_SETS[0]
+    plan = losses.seed_plan(data, options, seed, distilled)
     student = next(run for run in plan if run.model == STUDENT[0])
-    teacher = losses.teacher_run(losses.DATA_SETS[0], options, "PKD")
-    name, schedule = LONG_STUDENT
-    long_student = Run(name, (*student.gin_files, schedule), student.model_dir.with_name(
-        f"{student.model_dir.name}_{Path(schedule).stem}"), student.bindings)
-    cached = [_cached_run(name, loss_file, student, teacher)
-              for name, loss_file in CACHED.items()]
-    return plan + [long_student, *cached] + [
+    others = [Run(name, (*student.gin_files, *files), student.model_dir.with_name(
+        "_".join([student.model_dir.name, *(Path(file).stem for file in files)])),
+        student.bindings) for name, files in OTHER_STUDENTS.items()]
+    cached = [_cached_run(name, loss_file, student, losses.teacher_run(data, options, head))
+              for name, (loss_file, head) in CACHED.items()]
+    return plan + [*others, *cached] + [
         Run(name, (gin_file,), student.model_dir.with_name(Path(gin_file).stem),
             student.bindings) for name, gin_file in AUGMENTED.items()]
 
@@ -105,8 +117,8 @@ def summary(measured: dict[str, list[dict]]) -> dict:
     within = [name for name in ran if models[name]["train_minutes"]["mean"] <= budget]
     best = max(within or ran, key=lambda name: models[name]["AP"]["mean"])
     recipes = (dict([TEACHER, STUDENT]) | DISTILLED | AUGMENTED
-               | {LONG_STUDENT[0]: f"{STUDENT[1]} + {LONG_STUDENT[1]}"}
-               | {name: f"{loss_file} + teacher cache" for name, loss_file in CACHED.items()})
+               | {name: " + ".join([STUDENT[1], *files]) for name, files in OTHER_STUDENTS.items()}
+               | {name: f"{loss_file} + teacher cache" for name, (loss_file, _) in CACHED.items()})
     results = {"seeds": len(measured[STUDENT[0]]), "recipes": recipes,
                "models": models, "best_recipe": best,
                "best_AP": models[best]["AP"]["mean"],
@@ -168,7 +180,8 @@ def plot(results: dict, path: Path) -> None:
 
 def run(options: BenchmarkOptions) -> dict:
     output = options.output_path("real")
-    ledger = Ledger(output, METRICS)
+    # The loss study's runs are shared: the distribution-head teacher is trained (shipped) there.
+    ledger = Ledger(output, METRICS, shared=[output.with_name("losses.json")])
     plan = [run for seed in range(options.seeds) for run in seed_plan(options, seed)]
     measured = measure_all(plan, ledger, strategy=options.strategy)
     results = summary(measured)
