@@ -195,3 +195,86 @@ def test_the_teacher_image_is_resampled_from_the_source_not_upscaled():
     out = augment.augment(example, tf.constant([0, 1]), 80, config, teacher_size=160)
     assert out["image"].numpy().std() < 5
     assert out["teacher_image"].numpy().std() > 100
+
+
+def _position_tiles(size: int, boxes: list) -> dict:
+    """Four tiles whose pixels say where they come from: (row, column, 60 * tile), and a box
+    on each."""
+    rows, columns = np.meshgrid(np.arange(size), np.arange(size), indexing="ij")
+    images = np.stack([np.stack([rows, columns, np.full_like(rows, 60 * k)], axis=-1)
+                       for k in range(4)]).astype(np.float32)
+    return {"image": tf.constant(images),
+            "boxes": tf.ragged.constant([[b] for b in boxes], ragged_rank=1, inner_shape=(4,)),
+            "labels": tf.ragged.constant([[k] for k in range(4)]),
+            "filename": tf.constant([b"a", b"b", b"c", b"d"])}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_mosaic_quarters_are_crops_of_the_tiles_and_their_boxes_follow(seed):
+    size = 96
+    tile_boxes = [[0.1, 0.1, 0.3, 0.4], [0.5, 0.5, 0.7, 0.9], [0.2, 0.6, 0.5, 0.8],
+                  [0.4, 0.2, 0.6, 0.5]]
+    config = augment.Augmentation(mosaic_prob=1.0, min_visible=0.4, min_size=2.0)
+    out = augment.mosaic(_position_tiles(size, tile_boxes), tf.constant([seed, 9]), size, config)
+    image = out["image"].numpy()
+    tile = np.round(image[..., 2] / 60).astype(int)
+    # Four rectangles meeting at one centre in the middle half of the image.
+    cy, cx = int(np.argmax(tile[:, 0] == 2)), int(np.argmax(tile[0] == 1))
+    assert size / 4 - 1 <= cy <= 3 * size / 4 + 1 and size / 4 - 1 <= cx <= 3 * size / 4 + 1
+    expected_tiles = np.zeros((size, size), int)
+    expected_tiles[:cy, cx:], expected_tiles[cy:, :cx], expected_tiles[cy:, cx:] = 1, 2, 3
+    np.testing.assert_array_equal(tile, expected_tiles)
+    quarters = [(0, 0, cy, cx), (0, cx, cy, size), (cy, 0, size, cx), (cy, cx, size, size)]
+    expected_boxes, expected_labels = [], []
+    for k, (y0, x0, y1, x1) in enumerate(quarters):
+        # Each quarter is its tile shifted by one offset, at the tile's scale.
+        shift = image[y0:y1, x0:x1, :2] - np.stack(np.meshgrid(
+            np.arange(y0, y1), np.arange(x0, x1), indexing="ij"), axis=-1)
+        assert np.ptp(shift[..., 0]) == 0 and np.ptp(shift[..., 1]) == 0
+        dy, dx = shift[0, 0]
+        box = np.array(tile_boxes[k]) - np.array([dy, dx, dy, dx]) / size
+        clipped = np.clip(box, [y0 / size, x0 / size] * 2, [y1 / size, x1 / size] * 2)
+        sides = (clipped[2:] - clipped[:2]) * size
+        area = (box[2] - box[0]) * (box[3] - box[1]) * size * size
+        if sides.min() >= 2.0 and sides.prod() >= 0.4 * area:
+            expected_boxes.append(clipped)
+            expected_labels.append(k)
+    np.testing.assert_allclose(out["boxes"].numpy().reshape(-1, 4),
+                               np.reshape(expected_boxes, (-1, 4)), atol=1e-5)
+    np.testing.assert_array_equal(out["labels"].numpy(), expected_labels)
+    assert out["filename"].numpy() == b"a"  # The other keys are the first tile's.
+
+
+def test_mosaic_prob_zero_gives_the_first_tile_and_the_teacher_image_is_cut_alike():
+    size, boxes = 48, [[0.1, 0.1, 0.3, 0.4]] * 4
+    tiles = _position_tiles(size, boxes)
+    first = augment.mosaic(tiles, tf.constant([1, 2]), size, augment.Augmentation())
+    np.testing.assert_array_equal(first["image"].numpy(), tiles["image"][0].numpy())
+    np.testing.assert_allclose(first["boxes"].numpy(), [boxes[0]], atol=1e-7)
+    # The teacher's view at twice the size: the same quarters, each pixel doubled.
+    tiles["teacher_image"] = tf.repeat(tf.repeat(tiles["image"], 2, axis=1), 2, axis=2)
+    out = augment.mosaic(tiles, tf.constant([1, 2]), size, augment.Augmentation(mosaic_prob=1.0))
+    np.testing.assert_array_equal(out["teacher_image"].numpy()[::2, ::2], out["image"].numpy())
+
+
+def test_mosaic_with_a_teacher_of_another_size_ratio_is_a_clear_error():
+    examples = tf.data.Dataset.from_tensors({"image": tf.zeros([64, 64, 3])})
+    with pytest.raises(ConfigError, match="multiple of the student"):
+        pipeline.mosaics(examples, 64, augment.Augmentation(mosaic_prob=1.0), 96)
+
+
+def test_the_training_pipeline_makes_mosaics_deterministically(tiny_data_dir):
+    def batch(mosaic_prob: float) -> dict:
+        config = augment.Augmentation(mosaic_prob=mosaic_prob)
+        batches = pipeline.input_pipeline([("synthetic_plates/tiny", "train", 1.0)],
+                                          image_size=64, batch_size=8, augmentation=config,
+                                          seed=4, data_dir=tiny_data_dir, teacher_image_size=128)
+        return next(iter(batches))
+
+    plain, mosaics, again = batch(0.0), batch(1.0), batch(1.0)
+    for key in ("image", "teacher_image", "boxes", "labels"):
+        np.testing.assert_array_equal(mosaics[key].numpy(), again[key].numpy())
+    assert mosaics["image"].shape == (8, 64, 64, 3)
+    assert mosaics["teacher_image"].shape == (8, 128, 128, 3)
+    # Four photographs' plates in each image, cut where the quarters meet.
+    assert mosaics["num_boxes"].numpy().mean() > 1.5 * plain["num_boxes"].numpy().mean()

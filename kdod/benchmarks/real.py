@@ -13,7 +13,8 @@ trains from a teacher cache (the teacher run once over the seed's augmented exam
 the student trains; those minutes are reported as the teacher's, apart from the student's),
 on its 900 steps and on the 1500 of gin/real/long.gin that the cached student's minutes allow,
 beside the student alone on those 1500 (each distilled recipe's gain is over the student
-alone on its schedule).
+alone on its schedule); on the 1500 steps also with the distribution box head and with mosaics
+(gin/real/mosaic.gin), each the student alone and PKD from the cache.
 The student alone also trains with each augmentation variant (gin/real/augment_*.gin), to measure
 which of camera degradations and tilts help on real photographs. The best distilled recipe's
 seed-0 student is exported to TFLite and timed end to end (letterbox, network, decoding, NMS)
@@ -48,21 +49,27 @@ DISTILLED = {"feature_imitation (PKD)": "losses/pkd.gin",
 # as the teacher's. PKD's 900 steps as online (the same run but for the cache), the longer
 # schedule of gin/real/long.gin that the student's minutes then allow, and that schedule with
 # the distribution box head (in the loss study the student alone with it was level with ld and
-# above every other loss over two seeds), distilled from the teacher with the head:
+# above every other loss over two seeds), distilled from the teacher with the head, and that
+# schedule with mosaics (made with the cache, so they cost the student nothing):
 # {name: (recipe, the teacher's head)}.
 DISTRIBUTION_HEAD = losses.HEADS["ld"]
 CACHED = {"feature_imitation (PKD), teacher cache": ("losses/pkd.gin", None),
           "feature_imitation (PKD), 1500 steps, teacher cache": ("real/pkd_long.gin", None),
           "feature_imitation (PKD), 1500 steps, distribution head, teacher cache":
-              ("real/pkd_long_head.gin", DISTRIBUTION_HEAD)}
+              ("real/pkd_long_head.gin", DISTRIBUTION_HEAD),
+          "feature_imitation (PKD), 1500 steps, mosaic, teacher cache":
+              ("real/pkd_long_mosaic.gin", None)}
 # Students alone on other schedules or heads, each the baseline of the distilled recipes on
 # them: {name: gin files added to the student's}.
 OTHER_STUDENTS = {"student alone, 1500 steps": ("real/long.gin",),
                   "student alone, 1500 steps, distribution head":
-                      ("real/long.gin", DISTRIBUTION_HEAD.gin_file)}
+                      ("real/long.gin", DISTRIBUTION_HEAD.gin_file),
+                  "student alone, 1500 steps, mosaic": ("real/long.gin", "real/mosaic.gin")}
 BASELINES = {"feature_imitation (PKD), 1500 steps, teacher cache": "student alone, 1500 steps",
              "feature_imitation (PKD), 1500 steps, distribution head, teacher cache":
-                 "student alone, 1500 steps, distribution head"}
+                 "student alone, 1500 steps, distribution head",
+             "feature_imitation (PKD), 1500 steps, mosaic, teacher cache":
+                 "student alone, 1500 steps, mosaic"}
 
 # Augmentation variants of the student alone (gin/real/), each against real/student.gin's default
 # augmentation (scale jitter, crops keeping plates, flips, colour).

@@ -10,6 +10,11 @@ Box rule after a crop: a box is kept when at least ``min_visible`` of its area
 lies inside the window and its clipped sides are at least ``min_size`` output
 pixels; kept boxes are clipped to the window, the others dropped.
 
+A mosaic (YOLOv4's, with ``mosaic_prob``) joins four augmented examples into one: the output
+is split in four at a random centre and each quarter is a crop of one example at its own scale,
+so plates keep their size and each training image holds the plates and backgrounds of four
+photographs. The box rule above applies within each quarter.
+
 Randomness is stateless, driven by a per-example seed, so a pipeline with a
 fixed seed yields the same augmentations however many threads run it.
 """
@@ -54,6 +59,8 @@ class Augmentation:
     warp_prob: float = 0.0
     max_rotation: float = 5.0
     max_perspective: float = 0.1
+    # With mosaic_prob, a training example is a mosaic of four (off by default; see above).
+    mosaic_prob: float = 0.0
 
     def __post_init__(self):
         check_number("Augmentation.min_scale", self.min_scale, above=0)
@@ -63,7 +70,7 @@ class Augmentation:
                               f"{self.min_scale}, {self.max_scale}.")
         # Upper bounds: probabilities, factors 1 +- x that stay >= 0, TensorFlow's hue limit.
         for name, most in (("flip_prob", 1), ("min_visible", 1), ("blur_prob", 1),
-                           ("jpeg_prob", 1), ("warp_prob", 1), ("max_rotation", 45),
+                           ("jpeg_prob", 1), ("warp_prob", 1), ("mosaic_prob", 1), ("max_rotation", 45),
                            ("max_perspective", 0.5), ("contrast", 1), ("saturation", 1),
                            ("hue", 0.5), ("brightness", None), ("min_size", None)):
             check_number(f"Augmentation.{name}", getattr(self, name), at_least=0, at_most=most)
@@ -83,9 +90,13 @@ def random_window(image_hw: tf.Tensor, seed: tf.Tensor, min_scale: float,
 
 
 def keep_visible(boxes: tf.Tensor, labels: tf.Tensor, size: int, min_visible: float,
-                 min_size: float) -> tuple[tf.Tensor, tf.Tensor]:
-    """Clips boxes to [0, 1] and drops those mostly outside or too small (the module's rule)."""
-    clipped = tf.clip_by_value(boxes, 0.0, 1.0)
+                 min_size: float, region: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+    """Clips boxes to [0, 1] (or to the normalized `region` ymin, xmin, ymax, xmax) and drops
+    those mostly outside or too small (the module's rule)."""
+    if region is None:
+        clipped = tf.clip_by_value(boxes, 0.0, 1.0)
+    else:
+        clipped = tf.clip_by_value(boxes, tf.tile(region[:2], [2]), tf.tile(region[2:], [2]))
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     sides = (clipped[:, 2:] - clipped[:, :2]) * size
     visible = sides[:, 0] * sides[:, 1] / (size * size)
@@ -239,3 +250,56 @@ def letterbox(example: dict, size: int) -> dict:
     image, window = geometry.letterbox_image(example["image"], size)
     boxes = geometry.to_window_boxes(example["boxes"], tf.shape(example["image"])[:2], window)
     return {**example, "image": image, "boxes": boxes, "window": window}
+
+
+def mosaic(tiles: dict, seed: tf.Tensor, size: int, config: Augmentation) -> dict:
+    """Four augmented examples (`tiles`, stacked; boxes ragged) as one mosaic, with probability
+    `config.mosaic_prob` (else the first example as it is).
+
+    The output is cut at a random centre (each coordinate within the middle half) into four
+    quarters; quarter k is a crop of tile k at its own scale, from a random place in the tile,
+    and tile k's boxes follow it by the module's rule within the quarter. A "teacher_image"
+    (at a multiple of `size`) is cut the same way. The other keys (filename, window, ...) are
+    the first example's."""
+    # Folded in: the pipeline's per-example seeds drive the examples' own augmentation.
+    centre_seed, place_seed, apply_seed = tf.unstack(tf.random.experimental.stateless_split(
+        tf.random.experimental.stateless_fold_in(seed, 5), 3))
+    first = {key: value[0] for key, value in tiles.items()}
+    centre = tf.cast(tf.round(tf.random.stateless_uniform([2], centre_seed, 0.25, 0.75) * size),
+                     tf.int32)
+    cy, cx = centre[0], centre[1]
+    starts = tf.stack([[0, 0], [0, cx], [cy, 0], [cy, cx]])  # Quarters: (y, x) in the output.
+    sides = tf.stack([[cy, cx], [cy, size - cx], [size - cy, cx], [size - cy, size - cx]])
+    # Where each quarter is cut from in its tile: anywhere it fits.
+    froms = tf.cast(tf.random.stateless_uniform([4, 2], place_seed) *
+                    tf.cast(size - sides + 1, tf.float32), tf.int32)
+    froms = tf.minimum(froms, size - sides)
+
+    def join(images: tf.Tensor) -> tf.Tensor:
+        """The four tiles' quarters of `images` [4, S*r, S*r, C] in one image."""
+        ratio = images.shape[1] // size
+        full = ratio * size
+        quarters = []
+        for k in range(4):
+            (y, x), (h, w), (fy, fx) = [tf.unstack(ratio * t[k]) for t in (starts, sides, froms)]
+            piece = images[k, fy:fy + h, fx:fx + w]
+            quarters.append(tf.pad(piece, [[y, full - y - h], [x, full - x - w], [0, 0]]))
+        return tf.ensure_shape(tf.add_n(quarters), [full, full, images.shape[-1]])
+
+    def boxes_of(k: int) -> tuple[tf.Tensor, tf.Tensor]:
+        shift = tf.cast(tf.tile(starts[k] - froms[k], [2]), tf.float32) / size
+        region = tf.cast(tf.concat([starts[k], starts[k] + sides[k]], 0), tf.float32) / size
+        return keep_visible(tiles["boxes"][k] + shift, tiles["labels"][k], size,
+                            config.min_visible, config.min_size, region)
+
+    def joined() -> dict:
+        kept = [boxes_of(k) for k in range(4)]
+        out = {**first, "boxes": tf.concat([b for b, _ in kept], 0),
+               "labels": tf.concat([labels for _, labels in kept], 0)}
+        for key in ("image", "teacher_image"):
+            if key in tiles:
+                out[key] = join(tiles[key])
+        return out
+
+    use = tf.random.stateless_uniform([], apply_seed) < config.mosaic_prob
+    return tf.cond(use, joined, lambda: first)

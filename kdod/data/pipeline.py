@@ -222,6 +222,8 @@ def input_pipeline(
             lambda example, s: augment_lib.augment(example, s, image_size, augmentation,
                                                    teacher_image_size),
             num_parallel_calls=AUTOTUNE)
+        if augmentation.mosaic_prob:
+            dataset = mosaics(dataset, image_size, augmentation, teacher_image_size, seed)
     else:
         dataset = datasets[0]
         for more in datasets[1:]:
@@ -237,6 +239,20 @@ def input_pipeline(
     if training and not teacher_cache:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
     return dataset.batch(batch_size, drop_remainder=training).prefetch(AUTOTUNE)
+
+
+def mosaics(examples: tf.data.Dataset, image_size: int, augmentation: augment_lib.Augmentation,
+            teacher_image_size: int | None = None, seed: int | None = None) -> tf.data.Dataset:
+    """Each four augmented examples in turn as one (kdod.data.augment.mosaic)."""
+    if teacher_image_size and teacher_image_size % image_size:
+        raise config.ConfigError(
+            f"Augmentation.mosaic_prob needs the teacher's input size to be a multiple of the "
+            f"student's: input_pipeline.teacher_image_size = {teacher_image_size}, "
+            f"image_size = {image_size}.")
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    return tf.data.Dataset.zip(examples.ragged_batch(4), seeds).map(
+        lambda tiles, s: augment_lib.mosaic(tiles, s, image_size, augmentation),
+        num_parallel_calls=AUTOTUNE)
 
 
 def _shard(examples: tf.data.Dataset,
