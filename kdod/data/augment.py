@@ -71,8 +71,9 @@ class Augmentation:
         # Upper bounds: probabilities, factors 1 +- x that stay >= 0, TensorFlow's hue limit.
         for name, most in (("flip_prob", 1), ("min_visible", 1), ("blur_prob", 1),
                            ("jpeg_prob", 1), ("warp_prob", 1), ("mosaic_prob", 1),
-                           ("max_rotation", 45), ("max_perspective", 0.5), ("contrast", 1), ("saturation", 1),
-                           ("hue", 0.5), ("brightness", None), ("min_size", None)):
+                           ("max_rotation", 45), ("max_perspective", 0.5), ("contrast", 1),
+                           ("saturation", 1), ("hue", 0.5), ("brightness", None),
+                           ("min_size", None)):
             check_number(f"Augmentation.{name}", getattr(self, name), at_least=0, at_most=most)
         check_number("Augmentation.max_blur_sigma", self.max_blur_sigma, above=0)
         check_integer("Augmentation.min_jpeg_quality", self.min_jpeg_quality, 1, 95)
