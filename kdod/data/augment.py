@@ -94,10 +94,8 @@ def keep_visible(boxes: tf.Tensor, labels: tf.Tensor, size: int, min_visible: fl
                  min_size: float, region: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """Clips boxes to [0, 1] (or to the normalized `region` ymin, xmin, ymax, xmax) and drops
     those mostly outside or too small (the module's rule)."""
-    if region is None:
-        clipped = tf.clip_by_value(boxes, 0.0, 1.0)
-    else:
-        clipped = tf.clip_by_value(boxes, tf.tile(region[:2], [2]), tf.tile(region[2:], [2]))
+    region = tf.constant([0.0, 0.0, 1.0, 1.0]) if region is None else region
+    clipped = tf.clip_by_value(boxes, tf.tile(region[:2], [2]), tf.tile(region[2:], [2]))
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])
     sides = (clipped[:, 2:] - clipped[:, :2]) * size
     visible = sides[:, 0] * sides[:, 1] / (size * size)
@@ -279,13 +277,13 @@ def mosaic(tiles: dict, seed: tf.Tensor, size: int, config: Augmentation) -> dic
     def join(images: tf.Tensor) -> tf.Tensor:
         """The four tiles' quarters of `images` [4, S*r, S*r, C] in one image."""
         ratio = images.shape[1] // size
-        full = ratio * size
         quarters = []
         for k in range(4):
-            (y, x), (h, w), (fy, fx) = [tf.unstack(ratio * t[k]) for t in (starts, sides, froms)]
-            piece = images[k, fy:fy + h, fx:fx + w]
-            quarters.append(tf.pad(piece, [[y, full - y - h], [x, full - x - w], [0, 0]]))
-        return tf.ensure_shape(tf.add_n(quarters), [full, full, images.shape[-1]])
+            (h, w), (fy, fx) = [tf.unstack(ratio * t[k]) for t in (sides, froms)]
+            quarters.append(images[k, fy:fy + h, fx:fx + w])
+        rows = [tf.concat(quarters[:2], axis=1), tf.concat(quarters[2:], axis=1)]
+        full = ratio * size
+        return tf.ensure_shape(tf.concat(rows, axis=0), [full, full, images.shape[-1]])
 
     def boxes_of(k: int) -> tuple[tf.Tensor, tf.Tensor]:
         shift = tf.cast(tf.tile(starts[k] - froms[k], [2]), tf.float32) / size
