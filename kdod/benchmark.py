@@ -9,6 +9,7 @@ r"""Benchmarks; each writes its numbers to a JSON file (default benchmarks/<name
     python -m kdod.benchmark real       # teacher / student / distilled on real plates, seeds
     python -m kdod.benchmark losses     # every distillation loss and the best pair, AP gain/cost
     python -m kdod.benchmark losses --recorded_only  # its tables so far, nothing trained
+    python -m kdod.benchmark real --only='*mosaic*'  # train those models' runs; count the rest
     python -m kdod.benchmark scale      # teacher cache: step time, AP vs online, size; mirrored
 
 Several names run one after the other. `--strategy=mirrored` (or `tpu --tpu=NAME`) trains and
@@ -48,6 +49,8 @@ flags.DEFINE_string("ocr_model", None, "ocr: plate_ctc's recognizer, a run folde
                     "kdod.train_ocr or its plate_ctc.tflite (without it plate_ctc is skipped).")
 flags.DEFINE_string("text_csv", None, "ocr: also read these real plate crops, a CSV of "
                     "filename,plate_text rows (names relative to the CSV's folder).")
+flags.DEFINE_list("only", [], "real, losses: train only the runs of models matching one of these "
+                  "fnmatch patterns (e.g. '*mosaic*'); other models count their recorded runs.")
 flags.DEFINE_bool("recorded_only", False, "losses: write the tables and plot of the runs "
                   "recorded so far, training none (a study of many CPU-hours in progress).")
 
@@ -59,7 +62,7 @@ def options_from_flags(strategy=None) -> BenchmarkOptions:
                             seeds=flag.seeds, teacher_steps=flag.teacher_steps,
                             student_steps=flag.student_steps, bindings=tuple(flag.gin_param),
                             ocr_model=flag.ocr_model, text_csv=flag.text_csv,
-                            recorded_only=flag.recorded_only,
+                            recorded_only=flag.recorded_only, only=tuple(flag.only),
                             strategy=strategy)
 
 
@@ -76,6 +79,9 @@ def main(argv: list[str]) -> None:
     if flags.FLAGS.recorded_only and names != ["losses"]:
         raise config.ConfigError("--recorded_only tabulates the losses study alone: run "
                                  f"`losses --recorded_only` (got {' '.join(names)}).")
+    if flags.FLAGS.only and not set(names) <= {"real", "losses"}:
+        raise config.ConfigError("--only selects the runs of the real and losses studies "
+                                 f"(got {' '.join(names)}).")
     strategy = distribute.strategy_from_flags()
     config.parse_flags_gin()
     options = options_from_flags(strategy)

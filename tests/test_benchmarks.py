@@ -244,13 +244,16 @@ def test_the_entry_point_names_the_benchmarks_when_given_no_known_one(argv):
     assert all(name in line for name in NAMES), line
 
 
-def test_recorded_only_with_a_benchmark_that_trains_is_refused_before_training():
-    result = subprocess.run([sys.executable, "-m", "kdod.benchmark", "real", "--recorded_only"],
+@pytest.mark.parametrize("arguments, expected", [
+    (["real", "--recorded_only"], ("losses --recorded_only", "got real")),
+    (["export", "--only=student*"], ("real and losses studies", "got export"))])
+def test_a_study_flag_with_another_benchmark_is_refused_before_training(arguments, expected):
+    result = subprocess.run([sys.executable, "-m", "kdod.benchmark", *arguments],
                             cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert "losses --recorded_only" in line and "got real" in line, line
+    assert all(part in line for part in expected), line
 
 
 def test_ocr_verdicts_pick_the_best_engine_and_check_plate_ctc_targets():

@@ -10,6 +10,7 @@ import pytest
 from kdod.benchmarks import losses, real, targets
 from kdod.benchmarks.common import BenchmarkOptions
 from kdod.benchmarks.study import FINGERPRINT_FILE, Ledger, Run, markdown_table, measure_all
+from kdod.config import ConfigError
 
 KEEP = ("AP", "train_minutes")
 
@@ -213,3 +214,36 @@ def test_recorded_only_tabulates_the_runs_recorded_so_far_and_trains_none(tmp_pa
     assert ("| cwd | 1 | 0.340 +- 0.000 | 0.700 +- 0.000 | 0.100 +- 0.000 | 4.00 |  | 1.00 |"
             in table)  # No control: ld's alone has one.
     assert (tmp_path / "losses.png").is_file()
+
+
+def test_only_trains_the_models_its_patterns_match():
+    options = BenchmarkOptions(only=("*mosaic*", "teacher"))
+    assert options.trains("student alone, 1500 steps, mosaic") and options.trains("teacher")
+    assert not options.trains("student alone") and not options.trains("teacher, ld")
+    assert not BenchmarkOptions(only=("teacher",), recorded_only=True).trains("teacher")
+    assert BenchmarkOptions().trains("student alone")
+
+
+def test_only_counts_the_recorded_runs_of_other_models_and_trains_none_of_them(tmp_path):
+    options = BenchmarkOptions(output=tmp_path / "real.json", seeds=1, only=("student alone",))
+    plan = {run.model: run for run in real.seed_plan(options, 0)}
+    ledger = Ledger(options.output, real.METRICS)
+    for name, ap in (("student alone", 0.30), ("feature_imitation (PKD)", 0.34)):
+        ledger.record(plan[name], plan[name].fingerprint(),
+                      {"AP": ap, "AP50": 0.7, "AP_small": 0.1, "train_minutes": 10.0})
+    ledger.write({"partial": True})
+
+    results = real.run(options)  # The student alone is recorded: nothing to train.
+    assert results["best_recipe"] == "feature_imitation (PKD)"
+    assert results["models"]["feature_imitation (PKD)"]["gain_AP_points"] == pytest.approx(4.0)
+    assert set(results["models"]) == {"student alone", "feature_imitation (PKD)"}
+    assert results["partial"] and len(results["runs"]) == 2  # Not timed: its run is not here.
+    assert not (tmp_path / "runs").exists()
+
+
+def test_only_with_a_pattern_matching_no_model_names_the_studys_models(tmp_path):
+    with pytest.raises(ConfigError, match=r"'\*mosiac\*' matches no model.*1500 steps, mosaic"):
+        real.run(BenchmarkOptions(output=tmp_path / "real.json", only=("*mosiac*",)))
+    results = losses.run(BenchmarkOptions(output=tmp_path / "losses.json", seeds=2,
+                                          only=("cwd + *",)))  # No pair before two losses ran.
+    assert results["real"]["runs_left"] == 24 and not (tmp_path / "runs").exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import fnmatch
 import os
 import platform
 from pathlib import Path
@@ -41,6 +42,8 @@ class BenchmarkOptions:
       ocr_model: ocr: plate_ctc's recognizer (a kdod.train_ocr run folder or .tflite).
       text_csv: ocr: real plate crops of known text, a CSV of filename,plate_text rows.
       recorded_only: losses: tabulate the runs recorded so far, train none.
+      only: real, losses: fnmatch patterns of model names; only the runs of models matching
+        one are trained, the others' recorded runs are counted and the rest left out.
       strategy: the tf.distribute strategy the benchmarks' training and evaluation run under
         (mirrored, TPU, or multi_worker for the studies); None: one device.
     """
@@ -55,10 +58,17 @@ class BenchmarkOptions:
     ocr_model: str | None = None
     text_csv: str | None = None
     recorded_only: bool = False
+    only: tuple[str, ...] = ()
     strategy: tf.distribute.Strategy | None = None
 
     def output_path(self, name: str) -> Path:
         return self.output or Path(f"benchmarks/{name}.json")
+
+    def trains(self, model: str) -> bool:
+        """Whether a study trains the runs of `model` it has not recorded (`recorded_only`
+        trains none, `only` those its patterns match)."""
+        return not self.recorded_only and (
+            not self.only or any(fnmatch.fnmatchcase(model, pattern) for pattern in self.only))
 
     @property
     def chief(self) -> bool:

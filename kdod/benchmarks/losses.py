@@ -22,12 +22,21 @@ benchmarks/losses.md and the plot to benchmarks/losses.png.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Mapping
 from pathlib import Path
 
 from kdod.benchmarks import targets
 from kdod.benchmarks.common import BenchmarkOptions
-from kdod.benchmarks.study import Ledger, Run, markdown_table, measure_all, parsed_losses, per_model
+from kdod.benchmarks.study import (
+    Ledger,
+    Run,
+    check_selection,
+    markdown_table,
+    measure_all,
+    parsed_losses,
+    per_model,
+)
 
 LOSS_FILES = {"kl_logits": "losses/kl.gin", "PKD": "losses/pkd.gin", "cwd": "losses/cwd.gin",
               "fgd": "losses/fgd.gin", "mgd": "losses/mgd.gin", "dist": "losses/dist.gin",
@@ -161,16 +170,18 @@ def summary(measured: Mapping[str, list[dict]]) -> dict:
 
 
 def run_data_set(data: DataSet, options: BenchmarkOptions, ledger: Ledger) -> dict:
-    """Every loss and the baseline over the seeds, then the best pair over the seeds; with
-    `options.recorded_only`, of the runs recorded so far, and how many are left to run."""
+    """Every loss and the baseline over the seeds, then the best pair over the seeds; of the
+    models `options` does not train (`recorded_only`, `only`), the runs recorded so far; and
+    how many are left to run."""
     plans = [seed_plan(data, options, seed, PLANNED_LOSS_FILES) for seed in range(options.seeds)]
     singles = [run for plan in plans for run in plan]
-    train = not options.recorded_only
-    measured = measure_all(singles, ledger, strategy=options.strategy, train=train)
+    pairs = [f"{first} + {second}" for first, second in itertools.permutations(LOSS_FILES, 2)]
+    check_selection(options.only, [*(run.model for run in singles), *pairs])  # Pairs: any order.
+    measured = measure_all(singles, ledger, strategy=options.strategy, train=options.trains)
     if sum(name in measured for name in LOSS_FILES) >= 2:
         first, second = best_pair(per_model(measured, METRICS))
         measured |= measure_all([pair_run(plan, first, second) for plan in plans], ledger,
-                                strategy=options.strategy, train=train)
+                                strategy=options.strategy, train=options.trains)
     pair_runs = len(plans)  # One per seed.
     runs_left = len(singles) + pair_runs - sum(len(runs) for runs in measured.values())
     return {**summary(measured), "runs_left": runs_left}

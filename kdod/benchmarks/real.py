@@ -29,11 +29,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from absl import logging
 
-from kdod import eval_lib, export_lib, exported
+from kdod import checkpoints, eval_lib, export_lib, exported
 from kdod.benchmarks import losses, targets
 from kdod.benchmarks.common import BenchmarkOptions
-from kdod.benchmarks.study import Ledger, Run, markdown_table, measure_all, per_model, trained_dir
+from kdod.benchmarks.study import (
+    Ledger,
+    Run,
+    check_selection,
+    markdown_table,
+    measure_all,
+    per_model,
+    trained_dir,
+)
 from kdod.timing import seconds_per_call
 
 TEACHER = ("teacher", "real/teacher.gin")
@@ -121,18 +130,19 @@ def summary(measured: dict[str, list[dict]]) -> dict:
         if baseline:
             models[name]["gain_AP_points"] = 100 * (models[name]["AP"]["mean"]
                                                     - baseline["AP"]["mean"])
-    budget = targets.threshold("real", "student_train_minutes_max")
-    within = [name for name in ran if models[name]["train_minutes"]["mean"] <= budget]
-    best = max(within or ran, key=lambda name: models[name]["AP"]["mean"])
     recipes = (dict([TEACHER, STUDENT]) | DISTILLED | AUGMENTED
                | {name: " + ".join([STUDENT[1], *files]) for name, files in OTHER_STUDENTS.items()}
                | {name: f"{loss_file} + teacher cache" for name, (loss_file, _) in CACHED.items()})
-    results = {"seeds": len(measured[STUDENT[0]]), "recipes": recipes,
-               "models": models, "best_recipe": best,
-               "best_AP": models[best]["AP"]["mean"],
-               "best_AP50": models[best]["AP50"]["mean"],
-               "best_gain_AP_points": models[best].get("gain_AP_points"),
-               "best_train_minutes": models[best]["train_minutes"]["mean"]}
+    results = {"seeds": len(measured.get(STUDENT[0], ())), "recipes": recipes, "models": models}
+    if not ran:  # Only with --only: no distilled recipe trained or recorded yet.
+        return {**results, "best_recipe": None}
+    budget = targets.threshold("real", "student_train_minutes_max")
+    within = [name for name in ran if models[name]["train_minutes"]["mean"] <= budget]
+    best = max(within or ran, key=lambda name: models[name]["AP"]["mean"])
+    results |= {"best_recipe": best, "best_AP": models[best]["AP"]["mean"],
+                "best_AP50": models[best]["AP50"]["mean"],
+                "best_gain_AP_points": models[best].get("gain_AP_points"),
+                "best_train_minutes": models[best]["train_minutes"]["mean"]}
     return {**results, **targets.check("real", results)}
 
 
@@ -158,6 +168,10 @@ def _tflite_latency(path: Path, image: np.ndarray) -> dict[str, float]:
     square = np.zeros([1, loaded.image_size, loaded.image_size, 3], np.uint8)
     return {"ms": 1000 * seconds_per_call(lambda: loaded.detect_image(image), 30),
             "network_ms": 1000 * seconds_per_call(lambda: loaded.network(square), 50)}
+
+
+def _trained(run: Run) -> bool:
+    return (run.model_dir / checkpoints.DETECTOR_WEIGHTS).is_file()
 
 
 def _first_test_image() -> np.ndarray:
@@ -191,9 +205,15 @@ def run(options: BenchmarkOptions) -> dict:
     # The loss study's runs are shared: the distribution-head teacher is trained (shipped) there.
     ledger = Ledger(output, METRICS, shared=[output.with_name("losses.json")])
     plan = [run for seed in range(options.seeds) for run in seed_plan(options, seed)]
-    measured = measure_all(plan, ledger, strategy=options.strategy)
+    check_selection(options.only, [run.model for run in plan])
+    measured = measure_all(plan, ledger, strategy=options.strategy, train=options.trains)
     results = summary(measured)
-    best_run = next(run for run in seed_plan(options, 0) if run.model == results["best_recipe"])
+    best_run = next((run for run in seed_plan(options, 0) if run.model == results["best_recipe"]),
+                    None)
+    if best_run is None or not (options.trains(best_run.model) or _trained(best_run)):
+        logging.warning("Not timing the export: --only leaves the best recipe's seed-0 run (%s) "
+                        "untrained, and this machine does not have it.", results["best_recipe"])
+        return {**results, "partial": True, "runs": ledger.runs}
     best_dir = trained_dir(best_run, ledger, options.strategy)
     if not options.chief:  # The chief measures its machine's latency and writes the files.
         return results

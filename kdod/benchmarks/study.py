@@ -22,11 +22,12 @@ barriers. The results file and the runs' folders must be on storage every worker
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import hashlib
 import itertools
 import json
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -199,16 +200,26 @@ def _claim_folder(model_dir: Path, fingerprint: str) -> None:
 
 def measure_all(runs: Iterable[Run], ledger: Ledger,
                 strategy: tf.distribute.Strategy | None = None,
-                train: bool = True) -> dict[str, list[dict]]:
+                train: Callable[[str], bool] = lambda model: True) -> dict[str, list[dict]]:
     """{model: [metrics of each of its runs, in order]}, trained under `strategy` where they
-    are not recorded; with `train` False, of the recorded runs alone (the others left out)."""
+    are not recorded; of the models `train` refuses, the recorded runs alone (the others left
+    out)."""
     measured: dict[str, list[dict]] = {}
     for run in runs:
-        metrics = (measure(run, ledger, strategy) if train
+        metrics = (measure(run, ledger, strategy) if train(run.model)
                    else ledger.recorded(run, run.fingerprint()))
         if metrics is not None:
             measured.setdefault(run.model, []).append(metrics)
     return measured
+
+
+def check_selection(patterns: Sequence[str], models: Iterable[str]) -> None:
+    """Raises ConfigError naming the study's models if a pattern (`--only`) matches none."""
+    models = list(dict.fromkeys(models))
+    unmatched = [pattern for pattern in patterns if not fnmatch.filter(models, pattern)]
+    if unmatched:
+        raise config.ConfigError(f"--only {', '.join(map(repr, unmatched))} matches no model of "
+                                 f"the study; its models: {', '.join(models)}.")
 
 
 def per_model(measured: Mapping[str, list[dict]], metrics: Sequence[str]) -> dict:
