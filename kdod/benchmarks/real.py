@@ -211,8 +211,9 @@ def run(options: BenchmarkOptions) -> dict:
     best_run = next((run for run in seed_plan(options, 0) if run.model == results["best_recipe"]),
                     None)
     if best_run is None or not (options.trains(best_run.model) or _trained(best_run)):
-        logging.warning("Not timing the export: --only leaves the best recipe's seed-0 run (%s) "
-                        "untrained, and this machine does not have it.", results["best_recipe"])
+        logging.warning("Not timing the export: --only leaves %s untrained.",
+                        f"the best recipe's seed-0 run ({best_run.model}), not on this machine,"
+                        if best_run else "every distilled recipe")
         return {**results, "partial": True, "runs": ledger.runs}
     best_dir = trained_dir(best_run, ledger, options.strategy)
     if not options.chief:  # The chief measures its machine's latency and writes the files.
