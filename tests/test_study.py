@@ -237,8 +237,13 @@ def test_only_counts_the_recorded_runs_of_other_models_and_trains_none_of_them(t
     assert results["best_recipe"] == "feature_imitation (PKD)"
     assert results["models"]["feature_imitation (PKD)"]["gain_AP_points"] == pytest.approx(4.0)
     assert set(results["models"]) == {"student alone", "feature_imitation (PKD)"}
-    assert results["partial"] and len(results["runs"]) == 2  # Not timed: its run is not here.
+    assert "best_exported_latency_ms" not in results  # Not timed: its run is not here.
+    assert results["partial"] and len(results["runs"]) == 2
+    assert results["runs_left"] == len(real.seed_plan(options, 0)) - 2
     assert not (tmp_path / "runs").exists()
+    assert ("| feature_imitation (PKD) | `losses/pkd.gin` | 1 | 0.340 +- 0.000 |"
+            in (tmp_path / "real.md").read_text())
+    assert (tmp_path / "real.png").is_file()
 
 
 def test_only_with_a_pattern_matching_no_model_names_the_studys_models(tmp_path):

@@ -4,6 +4,7 @@ car_plates split.
     python -m kdod.benchmark real [--seeds 3]
     python -m kdod.benchmark real --gin_param="REAL_TEST = ('number_plates', 'test', 1.0)" \
         --output=benchmarks/real_number_plates.json       # the same models on another set
+    python -m kdod.benchmark real --only='*mosaic*'       # train those; the rest as recorded
 
 Training: the 346 real images (records), test: the 87 of the Kaggle-layout sample
 (gin/data/car_plates_real.gin). Every model is trained by its gin/real/ recipe, with the
@@ -21,7 +22,8 @@ seed-0 student is exported to TFLite and timed end to end (letterbox, network, d
 on a real test image, batch 1, 2 threads. Every run's metrics are recorded in the results file
 as it finishes (kdod/benchmarks/study.py): run the command again and a stopped benchmark goes
 on with the runs not recorded yet, also from a fresh clone.
-The table goes to benchmarks/real.md (for the README), the plot to benchmarks/real.png.
+The table goes to benchmarks/real.md (for the README), the plot to benchmarks/real.png; with
+`--only` they hold the recorded runs (a runs column counts each model's seeds), marked partial.
 """
 
 from __future__ import annotations
@@ -148,7 +150,8 @@ def summary(measured: dict[str, list[dict]]) -> dict:
 
 def table(results: dict) -> str:
     """The README's table of the benchmark."""
-    return markdown_table(results["models"], {"AP": "AP", "AP50": "AP50", "AP_small": "AP_small",
+    return markdown_table(results["models"], {"runs": "runs", "AP": "AP", "AP50": "AP50",
+                                              "AP_small": "AP_small",
                                               "gain_AP_points": "AP gain (points)",
                                               "train_minutes": "train min",
                                               "teacher_cache_minutes": "teacher cache min"},
@@ -207,22 +210,23 @@ def run(options: BenchmarkOptions) -> dict:
     plan = [run for seed in range(options.seeds) for run in seed_plan(options, seed)]
     check_selection(options.only, [run.model for run in plan])
     measured = measure_all(plan, ledger, strategy=options.strategy, train=options.trains)
-    results = summary(measured)
+    runs_left = len(plan) - sum(len(runs) for runs in measured.values())  # Left out by --only.
+    results = {**summary(measured), "partial": runs_left > 0, "runs_left": runs_left}
     best_run = next((run for run in seed_plan(options, 0) if run.model == results["best_recipe"]),
                     None)
-    if best_run is None or not (options.trains(best_run.model) or _trained(best_run)):
+    if best_run is not None and (options.trains(best_run.model) or _trained(best_run)):
+        best_dir = trained_dir(best_run, ledger, options.strategy)
+        if options.chief:  # The chief measures its machine's latency and writes the files.
+            latency = exported_latency(best_dir, _first_test_image())
+            results |= {"exported_student_latency": latency,
+                        "best_exported_latency_ms": min(form["ms"] for form in latency.values())}
+            results |= targets.check("real", results)
+    else:
         logging.warning("Not timing the export: --only leaves %s untrained.",
                         f"the best recipe's seed-0 run ({best_run.model}), not on this machine,"
                         if best_run else "every distilled recipe")
-        return {**results, "partial": True, "runs": ledger.runs}
-    best_dir = trained_dir(best_run, ledger, options.strategy)
-    if not options.chief:  # The chief measures its machine's latency and writes the files.
+    if not options.chief:
         return results
-    latency = exported_latency(best_dir, _first_test_image())
-    latency_ms = min(form["ms"] for form in latency.values())
-    results = {**results, "exported_student_latency": latency,
-               "best_exported_latency_ms": latency_ms}
-    results = {**results, **targets.check("real", results), "runs": ledger.runs}
     plot(results, output.with_suffix(".png"))
     output.with_suffix(".md").write_text(table(results))
-    return results
+    return {**results, "runs": ledger.runs}
