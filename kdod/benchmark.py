@@ -49,8 +49,9 @@ flags.DEFINE_string("ocr_model", None, "ocr: plate_ctc's recognizer, a run folde
                     "kdod.train_ocr or its plate_ctc.tflite (without it plate_ctc is skipped).")
 flags.DEFINE_string("text_csv", None, "ocr: also read these real plate crops, a CSV of "
                     "filename,plate_text rows (names relative to the CSV's folder).")
-flags.DEFINE_list("only", [], "real, losses: train only the runs of models matching one of these "
-                  "fnmatch patterns (e.g. '*mosaic*'); other models count their recorded runs.")
+flags.DEFINE_multi_string("only", [], "real, losses: train only the runs of models matching "
+                          "this fnmatch pattern (e.g. '*mosaic*'; repeat the flag for more); "
+                          "other models count their recorded runs.")
 flags.DEFINE_bool("recorded_only", False, "losses: write the tables and plot of the runs "
                   "recorded so far, training none (a study of many CPU-hours in progress).")
 

@@ -256,6 +256,18 @@ def test_a_study_flag_with_another_benchmark_is_refused_before_training(argument
     assert all(part in line for part in expected), line
 
 
+def test_only_takes_a_whole_model_name_pattern_commas_and_all(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "kdod.benchmark", "real",
+                             "--only=*mosiac, teacher cache", f"--output={tmp_path}/real.json"],
+                            cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert "'*mosiac, teacher cache' matches no model" in line, line
+    assert "feature_imitation (PKD), 1500 steps, mosaic, teacher cache" in line, line
+    assert not (tmp_path / "runs").exists()
+
+
 def test_ocr_verdicts_pick_the_best_engine_and_check_plate_ctc_targets():
     from kdod.benchmarks import ocr
 
