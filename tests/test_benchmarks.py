@@ -234,13 +234,19 @@ def test_options_put_runs_beside_the_results():
                                                                REPO / "out" / "runs")
 
 
-@pytest.mark.parametrize("argv", [["nosuch"], [], ["data", "nosuch"]])
-def test_the_entry_point_names_the_benchmarks_when_given_no_known_one(argv):
-    result = subprocess.run([sys.executable, "-m", "kdod.benchmark", *argv], cwd=REPO,
+def _entry_point_error(*arguments: str) -> str:
+    """The `error:` line of `python -m kdod.benchmark arguments`, refused as a usage error."""
+    result = subprocess.run([sys.executable, "-m", "kdod.benchmark", *arguments], cwd=REPO,
                             capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    return line
+
+
+@pytest.mark.parametrize("argv", [["nosuch"], [], ["data", "nosuch"]])
+def test_the_entry_point_names_the_benchmarks_when_given_no_known_one(argv):
+    line = _entry_point_error(*argv)
     assert all(name in line for name in NAMES), line
 
 
@@ -248,21 +254,13 @@ def test_the_entry_point_names_the_benchmarks_when_given_no_known_one(argv):
     (["real", "--recorded_only"], ("losses --recorded_only", "got real")),
     (["export", "--only=student*"], ("real and losses studies", "got export"))])
 def test_a_study_flag_with_another_benchmark_is_refused_before_training(arguments, expected):
-    result = subprocess.run([sys.executable, "-m", "kdod.benchmark", *arguments],
-                            cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    line = _entry_point_error(*arguments)
     assert all(part in line for part in expected), line
 
 
 def test_only_takes_a_whole_model_name_pattern_commas_and_all(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "kdod.benchmark", "real",
-                             "--only=*mosiac, teacher cache", f"--output={tmp_path}/real.json"],
-                            cwd=REPO, capture_output=True, text=True, timeout=120, check=False)
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    [line] = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    line = _entry_point_error("real", "--only=*mosiac, teacher cache",
+                              f"--output={tmp_path}/real.json")
     assert "'*mosiac, teacher cache' matches no model" in line, line
     assert "feature_imitation (PKD), 1500 steps, mosaic, teacher cache" in line, line
     assert not (tmp_path / "runs").exists()

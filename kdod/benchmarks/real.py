@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 from absl import logging
 
-from kdod import checkpoints, eval_lib, export_lib, exported
+from kdod import eval_lib, export_lib, exported
 from kdod.benchmarks import losses, targets
 from kdod.benchmarks.common import BenchmarkOptions
 from kdod.benchmarks.study import (
@@ -173,10 +173,6 @@ def _tflite_latency(path: Path, image: np.ndarray) -> dict[str, float]:
             "network_ms": 1000 * seconds_per_call(lambda: loaded.network(square), 50)}
 
 
-def _trained(run: Run) -> bool:
-    return (run.model_dir / checkpoints.DETECTOR_WEIGHTS).is_file()
-
-
 def _first_test_image() -> np.ndarray:
     return next(eval_lib.original_eval_examples().as_numpy_iterator())["image"]
 
@@ -214,7 +210,7 @@ def run(options: BenchmarkOptions) -> dict:
     results = {**summary(measured), "partial": runs_left > 0, "runs_left": runs_left}
     best_run = next((run for run in seed_plan(options, 0) if run.model == results["best_recipe"]),
                     None)
-    if best_run is not None and (options.trains(best_run.model) or _trained(best_run)):
+    if best_run is not None and (options.trains(best_run.model) or best_run.trained()):
         best_dir = trained_dir(best_run, ledger, options.strategy)
         if options.chief:  # The chief measures its machine's latency and writes the files.
             latency = exported_latency(best_dir, _first_test_image())

@@ -70,6 +70,10 @@ class Run:
         gin.clear_config()
         config.parse_gin([recipe(name) for name in self.gin_files], list(self.bindings))
 
+    def trained(self) -> bool:
+        """Whether its folder holds the trained detector's weights."""
+        return (self.model_dir / checkpoints.DETECTOR_WEIGHTS).is_file()
+
     def fingerprint(self) -> str:
         """sha256 of the run's whole gin config (every binding of every included file)."""
         self.parse()
@@ -133,9 +137,8 @@ def measure(run: Run, ledger: Ledger, strategy: tf.distribute.Strategy | None = 
 def trained_dir(run: Run, ledger: Ledger, strategy: tf.distribute.Strategy | None = None) -> Path:
     """The run's folder, trained to its end: trained (again, metrics recorded anew) first when
     it is not recorded or its folder is gone."""
-    weights = run.model_dir / checkpoints.DETECTOR_WEIGHTS
     fingerprint = run.fingerprint()
-    if not weights.is_file() or ledger.recorded(run, fingerprint) is None:
+    if not run.trained() or ledger.recorded(run, fingerprint) is None:
         if run.teacher is not None:
             trained_dir(run.teacher, ledger, strategy)
         _train_and_record(run, ledger, fingerprint, strategy)
@@ -216,7 +219,8 @@ def measure_all(runs: Iterable[Run], ledger: Ledger,
 def check_selection(patterns: Sequence[str], models: Iterable[str]) -> None:
     """Raises ConfigError naming the study's models if a pattern (`--only`) matches none."""
     models = list(dict.fromkeys(models))
-    unmatched = [pattern for pattern in patterns if not fnmatch.filter(models, pattern)]
+    unmatched = [pattern for pattern in patterns   # Matched as BenchmarkOptions.trains does.
+                 if not any(fnmatch.fnmatchcase(model, pattern) for model in models)]
     if unmatched:
         raise config.ConfigError(f"--only {', '.join(map(repr, unmatched))} matches no model of "
                                  f"the study; its models: {', '.join(models)}.")
