@@ -278,3 +278,26 @@ def test_the_training_pipeline_makes_mosaics_deterministically(tiny_data_dir):
     assert mosaics["teacher_image"].shape == (8, 128, 128, 3)
     # Four photographs' plates in each image, cut where the quarters meet.
     assert mosaics["num_boxes"].numpy().mean() > 1.5 * plain["num_boxes"].numpy().mean()
+
+
+def test_mosaics_stop_after_mosaic_batches(tiny_data_dir):
+    def batches(**settings) -> list[dict]:
+        config = augment.Augmentation(mosaic_prob=1.0, **settings)
+        stream = pipeline.input_pipeline([("synthetic_plates/tiny", "train", 1.0)],
+                                         image_size=128, batch_size=16, augmentation=config,
+                                         seed=4, data_dir=tiny_data_dir, shuffle_buffer=8)
+        return list(stream.take(8))
+
+    def plates(some: list[dict]) -> float:
+        return np.mean([batch["num_boxes"].numpy() for batch in some])
+
+    closed, throughout = batches(mosaic_batches=4), batches()
+    for before, mosaic in zip(closed[:4], throughout[:4]):
+        np.testing.assert_array_equal(before["image"].numpy(), mosaic["image"].numpy())
+    # Whole photographs after (1.1 plates each here): a mosaic holds the plates of four (1.8).
+    assert plates(closed[4:]) < 0.75 * plates(throughout[4:])
+
+
+def test_mosaic_batches_must_be_a_count():
+    with pytest.raises(ConfigError, match=r"Augmentation.mosaic_batches must be an integer >= 0"):
+        augment.Augmentation(mosaic_prob=0.5, mosaic_batches=1.5)

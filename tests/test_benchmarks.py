@@ -169,22 +169,35 @@ def test_real_plan_distills_the_distribution_head_student_from_the_teacher_with_
     assert real.BASELINES[head.model] == baseline.model
 
 
-def test_real_plan_measures_mosaics_on_the_student_alone_and_from_the_teacher_cache():
+@pytest.mark.parametrize("variant, folder, mosaic_batches", [("mosaic", "mosaic", None),
+                                                           ("close_mosaic", "close_mosaic", 1200)])
+def test_real_plan_measures_mosaics_on_the_student_alone_and_from_the_teacher_cache(
+        variant, folder, mosaic_batches):
     import gin
 
     from kdod.benchmarks import real
 
     plan = {run.model: run for run in real.seed_plan(BenchmarkOptions(), seed=2)}
-    baseline = plan["student alone, 1500 steps, mosaic"]
-    assert baseline.model_dir.name == "student_long_mosaic" and baseline.teacher is None
-    cached = plan["feature_imitation (PKD), 1500 steps, mosaic, teacher cache"]
+    baseline = plan[f"student alone, 1500 steps, {variant}"]
+    assert baseline.model_dir.name == f"student_long_{folder}" and baseline.teacher is None
+    cached = plan[f"feature_imitation (PKD), 1500 steps, {variant}, teacher cache"]
     assert cached.teacher.model_dir.as_posix() == "benchmarks/runs/real/seed0/teacher"
-    assert cached.teacher_cache.name == "pkd_long_mosaic_cache"
+    assert cached.teacher_cache.name == f"pkd_long_{folder}_cache"
     for run in (baseline, cached):
         run.parse()
-        assert (gin.query_parameter("train.steps"),
-                gin.query_parameter("Augmentation.mosaic_prob")) == (1500, 0.5)
+        assert (gin.query_parameter("train.steps"), gin.query_parameter("Augmentation.mosaic_prob"),
+                _bound("Augmentation.mosaic_batches")) == (1500, 0.5, mosaic_batches)
     assert real.BASELINES[cached.model] == baseline.model
+
+
+def _bound(binding: str):
+    """The gin binding's value, None when unbound."""
+    import gin
+
+    try:
+        return gin.query_parameter(binding)
+    except ValueError:
+        return None
 
 
 def test_real_runs_take_the_extra_bindings_and_distill_from_seed_0s_teacher():

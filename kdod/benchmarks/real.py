@@ -15,7 +15,8 @@ the student trains; those minutes are reported as the teacher's, apart from the 
 on its 900 steps and on the 1500 of gin/real/long.gin that the cached student's minutes allow,
 beside the student alone on those 1500 (each distilled recipe's gain is over the student
 alone on its schedule); on the 1500 steps also with the distribution box head and with mosaics
-(gin/real/mosaic.gin), each the student alone and PKD from the cache.
+(gin/real/mosaic.gin) and with the mosaics closed for the last 300 steps
+(gin/real/close_mosaic.gin), each the student alone and PKD from the cache.
 The student alone also trains with each augmentation variant (gin/real/augment_*.gin), to measure
 which of camera degradations and tilts help on real photographs. The best distilled recipe's
 seed-0 student is exported to TFLite and timed end to end (letterbox, network, decoding, NMS)
@@ -59,7 +60,8 @@ DISTILLED = {"feature_imitation (PKD)": "losses/pkd.gin",
 # forward pass at every step, made first on the seed's augmented examples: its minutes count
 # as the teacher's. PKD's 900 steps as online (the same run but for the cache), the longer
 # schedule of gin/real/long.gin that the student's minutes then allow, and that schedule with
-# mosaics (made with the cache, so they cost the student nothing; the best on seed 0),
+# mosaics (made with the cache, so they cost the student nothing; the best on seed 0), with
+# them closed for the last steps (YOLOv8's close_mosaic),
 # and that schedule with the distribution box head (in the loss study the student alone with it
 # was level with ld and above every other loss over two seeds), distilled from the teacher with
 # the head: {name: (recipe, the teacher's head)}.
@@ -68,6 +70,8 @@ CACHED = {"feature_imitation (PKD), teacher cache": ("losses/pkd.gin", None),
           "feature_imitation (PKD), 1500 steps, teacher cache": ("real/pkd_long.gin", None),
           "feature_imitation (PKD), 1500 steps, mosaic, teacher cache":
               ("real/pkd_long_mosaic.gin", None),
+          "feature_imitation (PKD), 1500 steps, close_mosaic, teacher cache":
+              ("real/pkd_long_close_mosaic.gin", None),
           "feature_imitation (PKD), 1500 steps, distribution head, teacher cache":
               ("real/pkd_long_head.gin", DISTRIBUTION_HEAD)}
 # Students alone on other schedules or heads, each the baseline of the distilled recipes on
@@ -75,12 +79,16 @@ CACHED = {"feature_imitation (PKD), teacher cache": ("losses/pkd.gin", None),
 OTHER_STUDENTS = {"student alone, 1500 steps": ("real/long.gin",),
                   "student alone, 1500 steps, distribution head":
                       ("real/long.gin", DISTRIBUTION_HEAD.gin_file),
-                  "student alone, 1500 steps, mosaic": ("real/long.gin", "real/mosaic.gin")}
+                  "student alone, 1500 steps, mosaic": ("real/long.gin", "real/mosaic.gin"),
+                  "student alone, 1500 steps, close_mosaic":
+                      ("real/long.gin", "real/close_mosaic.gin")}
 BASELINES = {"feature_imitation (PKD), 1500 steps, teacher cache": "student alone, 1500 steps",
              "feature_imitation (PKD), 1500 steps, distribution head, teacher cache":
                  "student alone, 1500 steps, distribution head",
              "feature_imitation (PKD), 1500 steps, mosaic, teacher cache":
-                 "student alone, 1500 steps, mosaic"}
+                 "student alone, 1500 steps, mosaic",
+             "feature_imitation (PKD), 1500 steps, close_mosaic, teacher cache":
+                 "student alone, 1500 steps, close_mosaic"}
 
 # Augmentation variants of the student alone (gin/real/), each against real/student.gin's default
 # augmentation (scale jitter, crops keeping plates, flips, colour).

@@ -61,6 +61,10 @@ class Augmentation:
     max_perspective: float = 0.1
     # With mosaic_prob, a training example is a mosaic of four (off by default; see above).
     mosaic_prob: float = 0.0
+    # YOLOv8's close_mosaic: with mosaic_batches, only the first that many training batches may
+    # hold mosaics and the rest are whole photographs, as the test images are (None: mosaics
+    # throughout). Counted in the pipeline's stream, which a resumed run reads from its start.
+    mosaic_batches: int | None = None
 
     def __post_init__(self):
         check_number("Augmentation.min_scale", self.min_scale, above=0)
@@ -77,6 +81,8 @@ class Augmentation:
             check_number(f"Augmentation.{name}", getattr(self, name), at_least=0, at_most=most)
         check_number("Augmentation.max_blur_sigma", self.max_blur_sigma, above=0)
         check_integer("Augmentation.min_jpeg_quality", self.min_jpeg_quality, 1, 95)
+        if self.mosaic_batches is not None:
+            check_integer("Augmentation.mosaic_batches", self.mosaic_batches, minimum=0)
 
 
 def random_window(image_hw: tf.Tensor, seed: tf.Tensor, min_scale: float,

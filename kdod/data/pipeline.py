@@ -22,6 +22,7 @@ A batch is a dict:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Sequence
 
 import gin
@@ -205,6 +206,8 @@ def input_pipeline(
                 else [_shard(load_examples(name, split or source_split, data_dir,
                                            shuffle_files=training and shards == 1), input_context)
                       for name, source_split, _ in sources])
+    # What one training step reads from this pipeline (of every replica it feeds).
+    step_examples = batch_size // shards
     if input_context:
         if batch_size % input_context.num_replicas_in_sync:
             raise config.ConfigError(
@@ -216,14 +219,17 @@ def input_pipeline(
         dataset = datasets[0].repeat()
     elif training:
         augmentation = augmentation or augment_lib.Augmentation()
-        dataset = mix(datasets, [w for _, _, w in sources], seed).repeat()
-        seeds = tf.data.Dataset.random(seed=seed).batch(2)
-        dataset = tf.data.Dataset.zip(dataset, seeds).map(
-            lambda example, s: augment_lib.augment(example, s, image_size, augmentation,
-                                                   teacher_image_size),
-            num_parallel_calls=AUTOTUNE)
-        if augmentation.mosaic_prob:
-            dataset = mosaics(dataset, image_size, augmentation, teacher_image_size, seed)
+        examples = mix(datasets, [w for _, _, w in sources], seed).repeat()
+        dataset = shuffled(augmented(examples, image_size, augmentation, teacher_image_size,
+                                     seed), shuffle_buffer, seed)
+        if augmentation.mosaic_prob and augmentation.mosaic_batches is not None:
+            # The whole photographs after the mosaics, with augmentation draws of their own
+            # (the seed's would repeat those of the mosaics' first tiles).
+            whole = dataclasses.replace(augmentation, mosaic_prob=0.0)
+            later = None if seed is None else seed + 1
+            dataset = dataset.take(augmentation.mosaic_batches * step_examples).concatenate(
+                shuffled(augmented(examples, image_size, whole, teacher_image_size, later),
+                         shuffle_buffer, later))
     else:
         dataset = datasets[0]
         for more in datasets[1:]:
@@ -232,13 +238,31 @@ def input_pipeline(
                               num_parallel_calls=AUTOTUNE)
     dataset = dataset.map(lambda example: pad_boxes(example, max_boxes),
                           num_parallel_calls=AUTOTUNE)
-    # Shuffle the small model-size images, not the decoded originals; a cache holds them in
-    # the order the online run reads them already. The stream repeats inside, so one iterator
-    # serves a run: every iterator giving the same order makes a run's first batch (built
-    # from, and shown in image summaries) the one it trains on, and a cache its exact replay.
-    if training and not teacher_cache:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
     return dataset.batch(batch_size, drop_remainder=training).prefetch(AUTOTUNE)
+
+
+def augmented(examples: tf.data.Dataset, image_size: int, augmentation: augment_lib.Augmentation,
+              teacher_image_size: int | None = None, seed: int | None = None) -> tf.data.Dataset:
+    """`examples` augmented (kdod.data.augment.augment), as mosaics with mosaic_prob."""
+    seeds = tf.data.Dataset.random(seed=seed).batch(2)
+    dataset = tf.data.Dataset.zip(examples, seeds).map(
+        lambda example, s: augment_lib.augment(example, s, image_size, augmentation,
+                                               teacher_image_size),
+        num_parallel_calls=AUTOTUNE)
+    if augmentation.mosaic_prob:
+        dataset = mosaics(dataset, image_size, augmentation, teacher_image_size, seed)
+    return dataset
+
+
+def shuffled(examples: tf.data.Dataset, shuffle_buffer: int,
+             seed: int | None = None) -> tf.data.Dataset:
+    """The augmented training stream shuffled in a buffer.
+
+    Shuffled are the small model-size images, not the decoded originals; a cache holds them in
+    the order the online run reads them already. The stream repeats inside, so one iterator
+    serves a run: every iterator giving the same order makes a run's first batch (built from,
+    and shown in image summaries) the one it trains on, and a cache its exact replay."""
+    return examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
 
 
 def mosaics(examples: tf.data.Dataset, image_size: int, augmentation: augment_lib.Augmentation,
