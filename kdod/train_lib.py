@@ -232,10 +232,9 @@ def train(model_dir: str, steps: int = 1000, checkpoint_every: int = 200, keep_c
     teacher_cache = distillation.teacher_cache if distillation else None
     # A teacher of its own input size sees its own view of each example, unless cached.
     teacher_size = None if teacher_cache else getattr(model, "teacher_image_size", None)
-    dataset, first_batch = _training_data(model.image_size, seed, strategy, teacher_cache,
-                                          teacher_size)
     with distribute.scope(strategy):
-        model(first_batch["image"][:1])  # Build the weights before restoring into them.
+        # Build the weights before restoring into them.
+        model(tf.zeros([1, model.image_size, model.image_size, 3], tf.uint8))
         start = checkpoints.restore_latest(model, model_dir)
         if init_from and not start:
             warm_start(model.exported_detector(), init_from)
@@ -252,6 +251,9 @@ def train(model_dir: str, steps: int = 1000, checkpoint_every: int = 200, keep_c
         return model
     if start:
         logging.info("Resuming from step %d.", start)
+    # A resumed run reads on from the batch it stopped at, as the uninterrupted run does.
+    dataset, first_batch = _training_data(model.image_size, seed, strategy, teacher_cache,
+                                          teacher_size, skip_steps=start)
     guard = CheckpointAndGuard(model_dir, keep_checkpoints, last_step=steps, save=chief)
     custom_loop = distribute.uses_custom_loop(strategy)
     callbacks = [guard]
@@ -290,18 +292,24 @@ def synchronize_batch_norm(model: keras.Model) -> None:
 
 
 def _training_data(image_size: int, seed: int, strategy: tf.distribute.Strategy | None,
-                   teacher_cache: str | None = None, teacher_image_size: int | None = None
+                   teacher_cache: str | None = None, teacher_image_size: int | None = None,
+                   skip_steps: int = 0
                    ) -> tuple[tf.data.Dataset | Iterator, dict[str, tf.Tensor]]:
     """The training batches for `fit` (a dataset) or `strategy_loop` (an iterator over the
-    strategy's distributed dataset), and a batch of this worker's images (for building and
-    image summaries). With `teacher_cache` they are the cache's examples and teacher outputs;
-    with `teacher_image_size` they hold the teacher's view of each example too."""
+    strategy's distributed dataset) after the first `skip_steps` steps' batches, and a batch of
+    this worker's images (for image summaries). With `teacher_cache` they are the cache's
+    examples and teacher outputs; with `teacher_image_size` they hold the teacher's view of
+    each example too."""
 
     def pipeline(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         with gin.config_scope("train"):
-            return input_pipeline(training=True, image_size=image_size, seed=seed,
-                                  input_context=input_context, teacher_cache=teacher_cache,
-                                  teacher_image_size=teacher_image_size)
+            dataset = input_pipeline(training=True, image_size=image_size, seed=seed,
+                                     input_context=input_context, teacher_cache=teacher_cache,
+                                     teacher_image_size=teacher_image_size)
+        # A step reads a batch for each replica this pipeline feeds.
+        per_step = (input_context.num_replicas_in_sync // input_context.num_input_pipelines
+                    if input_context else 1)
+        return dataset.skip(skip_steps * per_step)
 
     if strategy is None:
         dataset = pipeline()

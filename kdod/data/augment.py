@@ -63,7 +63,7 @@ class Augmentation:
     mosaic_prob: float = 0.0
     # YOLOv8's close_mosaic: with mosaic_batches, only the first that many training batches may
     # hold mosaics and the rest are whole photographs, as the test images are (None: mosaics
-    # throughout). Counted in the pipeline's stream, which a resumed run reads from its start.
+    # throughout). Counted in the run's steps: a resumed run reads on where it stopped.
     mosaic_batches: int | None = None
 
     def __post_init__(self):

@@ -260,8 +260,8 @@ def shuffled(examples: tf.data.Dataset, shuffle_buffer: int,
 
     Shuffled are the small model-size images, not the decoded originals; a cache holds them in
     the order the online run reads them already. The stream repeats inside, so one iterator
-    serves a run: every iterator giving the same order makes a run's first batch (built from,
-    and shown in image summaries) the one it trains on, and a cache its exact replay."""
+    serves a run: every iterator giving the same order makes a run's first batch (shown in
+    image summaries) the one it trains on, and a cache its exact replay."""
     return examples.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=False)
 
 
