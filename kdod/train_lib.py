@@ -238,6 +238,11 @@ def train(model_dir: str, steps: int = 1000, checkpoint_every: int = 200, keep_c
         start = checkpoints.restore_latest(model, model_dir)
         if init_from and not start:
             warm_start(model.exported_detector(), init_from)
+    if start < steps:
+        # Made before anything is written, so bad data settings fail first. A resumed run
+        # reads on from the batch it stopped at, as the uninterrupted run does.
+        dataset, first_batch = _training_data(model.image_size, seed, strategy, teacher_cache,
+                                              teacher_size, skip_steps=start)
     if chief:
         config.write_operative_config(model_dir)
     if start >= steps:
@@ -251,9 +256,6 @@ def train(model_dir: str, steps: int = 1000, checkpoint_every: int = 200, keep_c
         return model
     if start:
         logging.info("Resuming from step %d.", start)
-    # A resumed run reads on from the batch it stopped at, as the uninterrupted run does.
-    dataset, first_batch = _training_data(model.image_size, seed, strategy, teacher_cache,
-                                          teacher_size, skip_steps=start)
     guard = CheckpointAndGuard(model_dir, keep_checkpoints, last_step=steps, save=chief)
     custom_loop = distribute.uses_custom_loop(strategy)
     callbacks = [guard]
