@@ -299,31 +299,32 @@ def _training_data(image_size: int, seed: int, strategy: tf.distribute.Strategy 
                    ) -> tuple[tf.data.Dataset | Iterator, dict[str, tf.Tensor]]:
     """The training batches for `fit` (a dataset) or `strategy_loop` (an iterator over the
     strategy's distributed dataset) after the first `skip_steps` steps' batches, and a batch of
-    this worker's images (for image summaries). With `teacher_cache` they are the cache's
-    examples and teacher outputs; with `teacher_image_size` they hold the teacher's view of
-    each example too."""
+    this worker's images (for image summaries: the run's first, so a resumed run shows the
+    images its first sitting did and computes the skipped batches once; the strategy loop's
+    is the first it reads). With `teacher_cache` they are the cache's examples and teacher
+    outputs; with `teacher_image_size` they hold the teacher's view of each example too."""
 
     def pipeline(input_context: tf.distribute.InputContext | None = None) -> tf.data.Dataset:
         with gin.config_scope("train"):
-            dataset = input_pipeline(training=True, image_size=image_size, seed=seed,
-                                     input_context=input_context, teacher_cache=teacher_cache,
-                                     teacher_image_size=teacher_image_size)
-        # A step reads a batch for each replica this pipeline feeds.
-        per_step = (input_context.num_replicas_in_sync // input_context.num_input_pipelines
-                    if input_context else 1)
-        return dataset.skip(skip_steps * per_step)
+            return input_pipeline(training=True, image_size=image_size, seed=seed,
+                                  input_context=input_context, teacher_cache=teacher_cache,
+                                  teacher_image_size=teacher_image_size)
 
     if strategy is None:
         dataset = pipeline()
-        return dataset, next(iter(dataset))
+        return dataset.skip(skip_steps), next(iter(dataset))
     if not distribute.uses_custom_loop(strategy):
         # Strings fail in a distributed dataset (AddN of strings), and training reads none.
         dataset = pipeline().map(_numbers_only)
         distribute.check_global_batch(strategy, dataset.element_spec["image"].shape[0])
-        return dataset, next(iter(dataset))
-    # TPUs take no strings either.
-    iterator = iter(strategy.distribute_datasets_from_function(
-        lambda context: pipeline(context).map(_numbers_only)))
+        return dataset.skip(skip_steps), next(iter(dataset))
+
+    def replica_batches(context: tf.distribute.InputContext) -> tf.data.Dataset:
+        # TPUs take no strings either. A step reads a batch for each replica a pipeline feeds.
+        per_step = context.num_replicas_in_sync // context.num_input_pipelines
+        return pipeline(context).map(_numbers_only).skip(skip_steps * per_step)
+
+    iterator = iter(strategy.distribute_datasets_from_function(replica_batches))
     first = tf.nest.map_structure(lambda value: strategy.experimental_local_results(value)[0],
                                   next(iterator))
     return iterator, first
